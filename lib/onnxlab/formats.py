@@ -1,0 +1,54 @@
+"""Format constants: the one place that says which ONNX opset and IR version onnxlab writes.
+
+Every converter targets these, and tests compare against them. Files stamped with a newer IR
+version than the installed onnxruntime knows are rejected by it, so the IR version is pinned to
+the minimum that the opsets below require rather than to ``onnx.IR_VERSION``.
+"""
+from __future__ import annotations
+
+import onnx
+
+#: Default-domain (``ai.onnx``) opset of every model onnxlab writes.
+ONNX_OPSET = 17
+#: ONNX-ML (``ai.onnx.ml``) opset, used by scikit-learn models.
+ONNX_ML_OPSET = 3
+#: Domain name of the ONNX-ML operators (trees, linear classifiers, ...).
+ONNX_ML_DOMAIN = "ai.onnx.ml"
+#: IR version written into every file: the minimum that ONNX_OPSET and ONNX_ML_OPSET need.
+IR_VERSION = 8
+#: Producer name stamped into files written by onnxlab.
+PRODUCER = "onnxlab"
+
+#: Opsets passed to converters that accept a per-domain mapping (skl2onnx).
+TARGET_OPSETS = {"": ONNX_OPSET, ONNX_ML_DOMAIN: ONNX_ML_OPSET}
+
+
+def finalize(model: onnx.ModelProto, *, full_check: bool = True) -> onnx.ModelProto:
+    """Stamp ``model`` with onnxlab's IR version and validate it with ``onnx.checker``.
+
+    Parameters
+    ----------
+    model
+        A model produced by a converter. Modified in place.
+    full_check
+        Also run strict shape inference (``onnx.checker.check_model(full_check=True)``).
+        Models with external data must be checked by path instead and pass ``False``.
+
+    Returns
+    -------
+    onnx.ModelProto
+        The same object, for chaining.
+
+    Raises
+    ------
+    onnx.checker.ValidationError
+        If the model is not valid ONNX.
+    """
+    model.ir_version = IR_VERSION
+    for opset in model.opset_import:
+        if opset.domain in ("", "ai.onnx") and opset.version > ONNX_OPSET:
+            raise ValueError(
+                f"model imports ai.onnx opset {opset.version}, newer than onnxlab's target {ONNX_OPSET}"
+            )
+    onnx.checker.check_model(model, full_check=full_check)
+    return model

@@ -1,0 +1,107 @@
+"""Quiet, seeded, recorded runs: silence framework log noise, fix seeds, and describe the machine.
+
+Every table onnxlab writes carries `run_metadata()` beside it, so a number can always be traced
+to the profile, date, machine, thread settings and library versions that produced it.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+import logging
+import os
+import platform
+import random
+import warnings
+from typing import Any
+
+import numpy as np
+
+#: Libraries whose versions are recorded with every result (distribution names).
+RECORDED_LIBRARIES = (
+    "numpy", "scikit-learn", "tensorflow", "keras", "onnx", "onnxruntime", "skl2onnx",
+    "tf2onnx", "nengo", "nengo-dl", "pandas", "matplotlib", "mlxtend", "papermill",
+)
+
+
+def quiet() -> None:
+    """Silence TensorFlow's C++ and Python log noise and known-harmless warnings.
+
+    Call before importing TensorFlow; safe to call more than once.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+    for name in ("tensorflow", "tf2onnx", "absl", "h5py", "skl2onnx"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*TensorRT.*")
+
+
+def seed_everything(seed: int) -> int:
+    """Seed Python, NumPy and (if already imported) TensorFlow; return the seed for recording."""
+    random.seed(seed)
+    np.random.seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    import sys
+
+    if "tensorflow" in sys.modules:
+        sys.modules["tensorflow"].random.set_seed(seed)
+    return seed
+
+
+def library_versions(names: tuple[str, ...] = RECORDED_LIBRARIES) -> dict[str, str]:
+    """Installed versions of ``names`` (without importing them); missing ones read ``"absent"``."""
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
+
+
+def cpu_model() -> str:
+    """The CPU's model name, from /proc/cpuinfo where there is one."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, core counts, memory and OS of this machine, and the thread-count settings."""
+    import psutil
+
+    return {
+        "cpu": cpu_model(),
+        "logical_cores": os.cpu_count(),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "thread_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                                                  "TF_NUM_INTRAOP_THREADS") if k in os.environ},
+    }
+
+
+def run_metadata(profile: str, parameters: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything a table should record about the run that produced it.
+
+    Parameters
+    ----------
+    profile
+        The experiment profile (``smoke``, ``default`` or ``paper``).
+    parameters
+        The notebook's parameters (sizes, seeds, thread counts) as given by papermill.
+    """
+    return {
+        "profile": profile,
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "versions": library_versions(),
+        "parameters": dict(parameters or {}),
+    }
