@@ -54,13 +54,10 @@ def convert(model: Any, example_input: Any, *, model_options: dict[str, Any] | N
     target = np.dtype(dtype or (x.dtype if x.dtype.type in SUPPORTED_DTYPES else np.float32))
     if target.type not in SUPPORTED_DTYPES:
         raise ConversionError(f"dtype must be float32 or float64, got {target}")
-    options: dict[Any, Any] = {"zipmap": False}
-    if model_options:
-        options = {id(model): {"zipmap": False, **model_options}} if _is_classifier(model) \
-            else {id(model): dict(model_options)}
+    options = {**({"zipmap": False} if _is_classifier(model) else {}), **(model_options or {})}
     try:
         return skl_to_onnx(model, x[:1].astype(target), target_opset=dict(TARGET_OPSETS),
-                           options=options)
+                           options=options or None)
     except Exception as exc:  # skl2onnx raises many types; name the model in one message
         raise ConversionError(f"skl2onnx could not convert {type(model).__name__}: {exc}") from exc
 

@@ -1,0 +1,109 @@
+"""Benchmarks: warm-up, interleaved repeats, medians, and ratios taken within the same run.
+
+Candidates are timed in turn inside each repeat, with the order rotated from repeat to
+repeat, so slow drifts of the machine (turbo, other load) hit every candidate alike and the
+A/B ratio is measured under the same conditions. A repeat times ``number`` back-to-back
+calls, as the papers report totals (e.g. "seconds to infer the data set 1000 times").
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import numpy as np
+
+Clock = Callable[[], float]
+
+
+@dataclass
+class Timing:
+    """Repeated timings of one candidate.
+
+    Attributes
+    ----------
+    samples
+        Seconds for ``number`` consecutive calls, one value per repeat; shape (repeats,).
+    number
+        Calls per repeat.
+    """
+
+    name: str
+    number: int
+    samples: np.ndarray = field(default_factory=lambda: np.empty(0))
+
+    @property
+    def median(self) -> float:
+        """Median seconds per repeat (``number`` calls)."""
+        return float(np.median(self.samples))
+
+    @property
+    def per_call(self) -> float:
+        """Median seconds per single call."""
+        return self.median / self.number
+
+    @property
+    def iqr(self) -> tuple[float, float]:
+        """25th and 75th percentile of the per-repeat seconds."""
+        q1, q3 = np.percentile(self.samples, [25, 75])
+        return float(q1), float(q3)
+
+
+@dataclass
+class Comparison:
+    """Timings of several candidates measured in one interleaved run."""
+
+    timings: dict[str, Timing]
+
+    def __getitem__(self, name: str) -> Timing:
+        return self.timings[name]
+
+    def ratio(self, numerator: str, denominator: str) -> float:
+        """median(numerator) / median(denominator): > 1 means ``denominator`` is faster."""
+        return self.timings[numerator].median / self.timings[denominator].median
+
+    def paired_ratios(self, numerator: str, denominator: str) -> np.ndarray:
+        """Per-repeat ratios numerator/denominator (same repeat, same machine state); shape (repeats,)."""
+        return self.timings[numerator].samples / self.timings[denominator].samples
+
+
+def compare(candidates: Mapping[str, Callable[[], object]], *, number: int = 1, repeats: int = 5,
+            warmup: int = 1, clock: Clock = time.perf_counter,
+            progress: Callable[[str], None] | None = None) -> Comparison:
+    """Time each candidate ``repeats`` times (``number`` calls each), interleaved.
+
+    Parameters
+    ----------
+    candidates
+        Name -> zero-argument callable doing one inference.
+    number
+        Calls per timed repeat.
+    repeats
+        Timed repeats per candidate; report the median.
+    warmup
+        Untimed calls per candidate before timing (session initialisation, graph tracing).
+    clock
+        Monotonic clock in seconds (injectable for tests).
+    progress
+        Called with a short status string after each timed repeat (e.g. a tqdm ``set_postfix_str``).
+    """
+    if number < 1 or repeats < 1 or warmup < 0:
+        raise ValueError(f"need number >= 1, repeats >= 1, warmup >= 0; got {number}, {repeats}, {warmup}")
+    names = list(candidates)
+    if not names:
+        raise ValueError("no candidates to compare")
+    for name in names:
+        for _ in range(warmup):
+            candidates[name]()
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeats):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            fn = candidates[name]
+            start = clock()
+            for _ in range(number):
+                fn()
+            samples[name].append(clock() - start)
+            if progress is not None:
+                progress(f"repeat {r + 1}/{repeats} {name}")
+    return Comparison({n: Timing(n, number, np.asarray(samples[n])) for n in names})

@@ -1,0 +1,57 @@
+"""ONNX Runtime sessions with recorded, explicit settings."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import onnx
+
+#: Graph optimisation levels by name.
+OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
+
+
+def ort_session(model: onnx.ModelProto | str | os.PathLike, *, intra_op_threads: int = 0,
+                optimization: str = "all"):
+    """An ``onnxruntime.InferenceSession`` on the CPU.
+
+    Parameters
+    ----------
+    model
+        A model proto or the path of an ``.onnx`` file (use a path for models with external data).
+    intra_op_threads
+        Threads per operator; 0 lets ONNX Runtime choose (one per physical core).
+    optimization
+        Graph optimisation level: one of `OPTIMIZATION_LEVELS`.
+    """
+    import onnxruntime as ort
+
+    levels = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }
+    if optimization not in levels:
+        raise ValueError(f"optimization must be one of {OPTIMIZATION_LEVELS}, got {optimization!r}")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.graph_optimization_level = levels[optimization]
+    options.log_severity_level = 3
+    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+def single_input_runner(session, x: np.ndarray, output: int | None = 0):
+    """A zero-argument callable running ``session`` on ``x`` (for `onnxlab.bench.compare`).
+
+    ``output`` selects one output by index (None: all outputs).
+    """
+    feed = {session.get_inputs()[0].name: x}
+    names = None if output is None else [session.get_outputs()[output].name]
+    return lambda: session.run(names, feed)
+
+
+def run_single(session, x: np.ndarray) -> list[Any]:
+    """Run a one-input session on ``x`` and return all outputs."""
+    return session.run(None, {session.get_inputs()[0].name: x})

@@ -1,0 +1,270 @@
+"""The papers' models: scikit-learn estimators for Table K2 and Keras networks for Table K3.
+
+Each model is a registry entry (`ML_MODELS`, `DL_MODELS`) naming its data set and how to build
+it, so notebooks and tests iterate over the registry instead of repeating definitions.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+# --------------------------------------------------------------------------- scikit-learn (Table K2)
+
+#: Metric name -> function(y_true, y_pred) used to show that conversion leaves results unchanged.
+METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {}
+
+
+def _register_metrics() -> None:
+    from sklearn.metrics import accuracy_score, adjusted_rand_score, r2_score
+
+    METRICS.update(r2=r2_score, accuracy=accuracy_score, adjusted_rand=adjusted_rand_score)
+
+
+def metric(name: str, y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Evaluate metric ``name`` (one of ``r2``, ``accuracy``, ``adjusted_rand``)."""
+    if not METRICS:
+        _register_metrics()
+    return float(METRICS[name](y_true, np.asarray(y_pred).ravel()))
+
+
+@dataclass(frozen=True)
+class OrtVariant:
+    """One way to convert and run a model in ONNX Runtime.
+
+    Attributes
+    ----------
+    convert_options
+        Keyword arguments for `onnxlab.to_onnx` (``dtype``, ``model_options``).
+    intra_op_threads
+        ONNX Runtime threads per operator; 0 = ONNX Runtime's default (one per core).
+    """
+
+    name: str
+    convert_options: dict[str, Any] = field(default_factory=dict)
+    intra_op_threads: int = 0
+
+    @property
+    def dtype(self) -> type:
+        """Input dtype the converted model expects."""
+        return self.convert_options.get("dtype", np.float32)
+
+
+@dataclass(frozen=True)
+class MLSpec:
+    """A scikit-learn model of Table K2.
+
+    Attributes
+    ----------
+    dataset
+        Key of `onnxlab.data.TABULAR_DATASETS`.
+    make
+        seed -> unfitted estimator.
+    metric
+        Key of `METRICS`, computed on the test set before and after conversion.
+    model_options
+        skl2onnx options worth trying for this model besides the defaults.
+    """
+
+    name: str
+    dataset: str
+    make: Callable[[int], Any]
+    metric: str
+    model_options: tuple[dict[str, Any], ...] = ()
+
+    def variants(self) -> list[OrtVariant]:
+        """Every combination of input dtype × ORT threads × model options; the first is the default."""
+        out = []
+        for opts, dtype, threads in itertools.product(({},) + self.model_options,
+                                                      (np.float32, np.float64), (0, 1)):
+            parts = [f"{k}={v}" for k, v in opts.items()]
+            parts += [np.dtype(dtype).name, "1 thread" if threads == 1 else "default threads"]
+            convert = {"dtype": dtype, **({"model_options": opts} if opts else {})}
+            out.append(OrtVariant(", ".join(parts), convert, threads))
+        return out
+
+
+def _sk(cls_path: str, **kwargs: Any) -> Callable[[int], Any]:
+    """Factory for a scikit-learn estimator given by import path; ``random_state`` gets the seed."""
+    def make(seed: int) -> Any:
+        import importlib
+
+        module, name = cls_path.rsplit(".", 1)
+        cls = getattr(importlib.import_module(module), name)
+        params = dict(kwargs)
+        if "random_state" in cls().get_params():
+            params["random_state"] = seed
+        return cls(**params)
+    return make
+
+
+#: The five models of Table K2 (paper Table 3), in the paper's order.
+ML_MODELS: dict[str, MLSpec] = {spec.name: spec for spec in (
+    MLSpec("LinearRegression", "boston", _sk("sklearn.linear_model.LinearRegression"), "r2"),
+    MLSpec("LogisticRegression", "iris", _sk("sklearn.linear_model.LogisticRegression", max_iter=1000),
+           "accuracy"),
+    MLSpec("RandomForest", "iris", _sk("sklearn.ensemble.RandomForestClassifier", n_estimators=100),
+           "accuracy"),
+    MLSpec("KNN", "iris", _sk("sklearn.neighbors.KNeighborsClassifier", n_neighbors=5), "accuracy",
+           model_options=({"optim": "cdist"},)),
+    MLSpec("KMeans", "blobs", _sk("sklearn.cluster.KMeans", n_clusters=3, n_init=10), "adjusted_rand"),
+)}
+
+
+# --------------------------------------------------------------------------- Keras (Table K3)
+
+#: Shape of one MNIST image as the Keras models take it (H, W, C).
+MNIST_SHAPE = (28, 28, 1)
+#: Shape of one ImageNet image (H, W, C).
+IMAGENET_SHAPE = (224, 224, 3)
+
+
+def dnn(hidden: tuple[int, ...] = (512, 512), dropout: float = 0.2):
+    """The paper's "DNN": a multilayer perceptron on MNIST.
+
+    The paper gives no architecture; this is the Keras ``mnist_mlp`` example of its time:
+    flatten 784 → [dense 512 ReLU → dropout 0.2] × 2 → dense 10 softmax. Input (N, 28, 28, 1).
+    """
+    from onnxlab.reproducibility import quiet
+
+    quiet()
+    from keras import Sequential, layers
+
+    model = Sequential(name="DNN")
+    model.add(layers.Input(MNIST_SHAPE, name="image"))
+    model.add(layers.Flatten())
+    for width in hidden:
+        model.add(layers.Dense(width, activation="relu"))
+        model.add(layers.Dropout(dropout))
+    model.add(layers.Dense(10, activation="softmax"))
+    return model
+
+
+def lenet1(activation: str = "tanh"):
+    """LeNet-1 (LeCun et al. 1998) on 28x28 MNIST.
+
+    conv 4@5x5 (24x24) → avgpool 2 (12x12) → conv 12@5x5 (8x8) → avgpool 2 (4x4) → dense 10 softmax.
+    ``activation`` follows each convolution (LeCun used tanh). Input (N, 28, 28, 1), 2 582 parameters.
+    """
+    from onnxlab.reproducibility import quiet
+
+    quiet()
+    from keras import Sequential, layers
+
+    return Sequential([
+        layers.Input(MNIST_SHAPE, name="image"),
+        layers.Conv2D(4, 5, activation=activation),
+        layers.AveragePooling2D(2),
+        layers.Conv2D(12, 5, activation=activation),
+        layers.AveragePooling2D(2),
+        layers.Flatten(),
+        layers.Dense(10, activation="softmax"),
+    ], name="LeNet-1")
+
+
+#: keras.applications constructor name -> file name of its ImageNet weights in the Keras cache.
+IMAGENET_WEIGHT_FILES = {
+    "VGG16": "vgg16_weights_tf_dim_ordering_tf_kernels.h5",
+    "ResNet50": "resnet50_weights_tf_dim_ordering_tf_kernels.h5",
+    "DenseNet121": "densenet121_weights_tf_dim_ordering_tf_kernels.h5",
+}
+
+
+def keras_cache_dir() -> Path:
+    """Where Keras keeps downloaded weights: ``$KERAS_HOME/models`` or ``~/.keras/models``."""
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+
+
+def imagenet_weights_available(name: str) -> bool:
+    """True if the ImageNet weights of ``name`` are already in the Keras cache (no download)."""
+    return (keras_cache_dir() / IMAGENET_WEIGHT_FILES[name]).is_file()
+
+
+def keras_application(name: str, weights: str = "auto"):
+    """A ``keras.applications`` model with 224x224x3 input and 1000 classes.
+
+    Parameters
+    ----------
+    name
+        ``VGG16``, ``ResNet50`` or ``DenseNet121``.
+    weights
+        ``"imagenet"``, ``"random"``, or ``"auto"``: ImageNet weights if they are in the Keras
+        cache, else random initialisation (ImageNet weights cannot be downloaded offline;
+        inference time does not depend on weight values).
+
+    Returns
+    -------
+    (model, weights_used)
+        ``weights_used`` is ``"imagenet"`` or ``"random"``, for the table note.
+    """
+    from onnxlab.reproducibility import quiet
+
+    quiet()
+    from keras import applications
+
+    if name not in IMAGENET_WEIGHT_FILES:
+        raise ValueError(f"unknown application {name!r}; known: {', '.join(IMAGENET_WEIGHT_FILES)}")
+    if weights == "auto":
+        weights = "imagenet" if imagenet_weights_available(name) else "random"
+    if weights not in ("imagenet", "random"):
+        raise ValueError(f"weights must be 'auto', 'imagenet' or 'random', got {weights!r}")
+    build = getattr(applications, name)
+    model = build(weights="imagenet" if weights == "imagenet" else None)
+    return model, weights
+
+
+@dataclass(frozen=True)
+class DLSpec:
+    """A Keras model of Table K3.
+
+    Attributes
+    ----------
+    build
+        () -> (keras model, weights description).
+    input_shape
+        Shape of one input image (H, W, C).
+    trained_on_mnist
+        True if the notebook trains it on MNIST before timing.
+    """
+
+    name: str
+    build: Callable[[], tuple[Any, str]]
+    input_shape: tuple[int, ...]
+    trained_on_mnist: bool
+
+
+#: The five models of Table K3 (paper Table 4), in the paper's order.
+DL_MODELS: dict[str, DLSpec] = {spec.name: spec for spec in (
+    DLSpec("DNN", lambda: (dnn(), "trained on MNIST"), MNIST_SHAPE, True),
+    DLSpec("LeNet-1", lambda: (lenet1(), "trained on MNIST"), MNIST_SHAPE, True),
+    *(DLSpec(name, lambda name=name: keras_application(name), IMAGENET_SHAPE, False)
+      for name in IMAGENET_WEIGHT_FILES),
+)}
+
+
+def train_mnist(model, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int = 128,
+                learning_rate: float = 1e-3, seed: int = 0):
+    """Train a Keras classifier on MNIST with Adam and sparse cross-entropy.
+
+    Parameters
+    ----------
+    x
+        float32 images, shape (N, 28, 28, 1), values in [0, 1].
+    y
+        Integer labels, shape (N,).
+
+    Returns
+    -------
+    keras.callbacks.History
+    """
+    import keras
+    import tensorflow as tf
+
+    tf.random.set_seed(seed)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True)
