@@ -43,7 +43,7 @@ reproduce: data ## run every notebook with experiments/$(PROFILE)/ into $(RESULT
 	$(MAKE) --no-print-directory $(addprefix nb-,$(NOTEBOOKS))
 	@echo "tables in $(RESULTS)/tables, figures in $(RESULTS)/figures, executed notebooks in $(RESULTS)/notebooks"
 
-nb-%: $(STAMP)
+$(addprefix nb-,$(NOTEBOOKS)): nb-%: $(STAMP)
 	@mkdir -p $(RESULTS)/notebooks
 	$(VENV)/bin/papermill --kernel $(KERNEL) --cwd notebooks --log-level WARNING \
 	  -f experiments/$(PROFILE)/$*.yaml -p profile $(PROFILE) -p results_dir $(abspath $(RESULTS)) \

@@ -11,6 +11,7 @@ import logging
 import os
 import platform
 import random
+import time
 import warnings
 from typing import Any
 
@@ -88,7 +89,8 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def run_metadata(profile: str, parameters: dict[str, Any] | None = None) -> dict[str, Any]:
+def run_metadata(profile: str, parameters: dict[str, Any] | None = None,
+                 started: float | None = None) -> dict[str, Any]:
     """Everything a table should record about the run that produced it.
 
     Parameters
@@ -97,10 +99,13 @@ def run_metadata(profile: str, parameters: dict[str, Any] | None = None) -> dict
         The experiment profile (``smoke``, ``default`` or ``paper``).
     parameters
         The notebook's parameters (sizes, seeds, thread counts) as given by papermill.
+    started
+        ``time.perf_counter()`` at the start of the run; recorded as ``elapsed_s`` (seconds).
     """
     return {
         "profile": profile,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "elapsed_s": round(time.perf_counter() - started, 1) if started is not None else None,
         "machine": machine_info(),
         "versions": library_versions(),
         "parameters": dict(parameters or {}),

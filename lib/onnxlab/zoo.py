@@ -148,7 +148,8 @@ def lenet1(activation: str = "tanh"):
     """LeNet-1 (LeCun et al. 1998) on 28x28 MNIST.
 
     conv 4@5x5 (24x24) → avgpool 2 (12x12) → conv 12@5x5 (8x8) → avgpool 2 (4x4) → dense 10 softmax.
-    ``activation`` follows each convolution (LeCun used tanh). Input (N, 28, 28, 1), 2 582 parameters.
+    ``activation`` follows each convolution (LeCun used tanh). Input (N, 28, 28, 1); 3 246 parameters
+    (104 + 1 212 + 1 930; every conv-2 map sees all 4 conv-1 maps).
     """
     from onnxlab.reproducibility import quiet
 

@@ -1,0 +1,78 @@
+"""Bench: interleaving, medians and ratios, checked on workloads of known cost with a fake clock."""
+import numpy as np
+import pytest
+
+from onnxlab.bench import compare
+
+
+class FakeClock:
+    """A clock that only moves when a workload says so: timings are exact and repeatable."""
+
+    def __init__(self):
+        self.now = 0.0
+        self.log = []
+
+    def __call__(self):
+        return self.now
+
+    def workload(self, name, seconds):
+        def run():
+            self.now += seconds
+            self.log.append(name)
+        return run
+
+
+def test_ratio_of_two_known_workloads_is_exact():
+    clock = FakeClock()
+    result = compare({"slow": clock.workload("slow", 0.003), "fast": clock.workload("fast", 0.001)},
+                     number=10, repeats=5, warmup=2, clock=clock)
+    assert result["slow"].median == pytest.approx(0.03)
+    assert result["fast"].per_call == pytest.approx(0.001)
+    assert result.ratio("slow", "fast") == pytest.approx(3.0)
+    np.testing.assert_allclose(result.paired_ratios("slow", "fast"), 3.0)
+
+
+def test_median_ignores_one_outlier():
+    clock = FakeClock()
+    costs = iter([1.0, 1.0, 50.0, 1.0, 1.0])  # one call per repeat, the third one slow
+
+    def jittery():
+        clock.now += next(costs)
+
+    result = compare({"a": jittery}, number=1, repeats=5, warmup=0, clock=clock)
+    assert result["a"].median == pytest.approx(1.0)
+    assert result["a"].samples.max() == pytest.approx(50.0)
+
+
+def test_candidates_are_interleaved_and_rotated():
+    clock = FakeClock()
+    compare({"a": clock.workload("a", 1), "b": clock.workload("b", 1), "c": clock.workload("c", 1)},
+            number=1, repeats=3, warmup=1, clock=clock)
+    warmup, timed = clock.log[:3], clock.log[3:]
+    assert warmup == ["a", "b", "c"]
+    assert timed == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+
+
+def test_counts_calls():
+    clock = FakeClock()
+    compare({"a": clock.workload("a", 1)}, number=7, repeats=3, warmup=2, clock=clock)
+    assert len(clock.log) == 2 + 7 * 3
+
+
+@pytest.mark.parametrize("kwargs", [dict(number=0), dict(repeats=0), dict(warmup=-1)])
+def test_bad_settings_are_rejected(kwargs):
+    with pytest.raises(ValueError, match="need number >= 1"):
+        compare({"a": lambda: None}, **kwargs)
+
+
+def test_no_candidates_is_rejected():
+    with pytest.raises(ValueError, match="no candidates"):
+        compare({})
+
+
+def test_real_clock_measures_real_work():
+    """With the real clock, a workload doing 4x the work measures slower than 1x (ratio in a wide band)."""
+    data = np.random.default_rng(0).random(200_000)
+    result = compare({"x4": lambda: [np.sort(data) for _ in range(4)], "x1": lambda: np.sort(data)},
+                     number=3, repeats=5, warmup=1)
+    assert 1.5 < result.ratio("x4", "x1") < 10
