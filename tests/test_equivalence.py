@@ -35,3 +35,13 @@ def test_integer_labels_are_compared_as_labels():
 def test_incompatible_shapes():
     with pytest.raises(ValueError, match=r"shapes \(2, 3\) and \(3, 2\)"):
         compare_outputs(np.zeros((2, 3)), np.zeros((3, 2)))
+
+
+def test_ratio_difference_note_names_the_side_that_moved():
+    from onnxlab.paper import explain_ratio_difference
+
+    assert explain_ratio_difference("m", (1.0, 0.5, 10), (1.0, 0.4, 10), "Keras") is None  # 2.0 vs 2.5
+    note = explain_ratio_difference("m", (1.0, 0.01, 10), (1.0, 0.5, 10), "Keras")  # ORT got 50x faster
+    assert note.startswith("m: our ratio 100 vs the paper's 2.") and "mostly from ONNX Runtime" in note
+    note = explain_ratio_difference("m", (10.0, 1.0, 1000), (0.01, 0.01, 10), "scikit-learn")  # baseline 10x slower
+    assert "mostly from scikit-learn" in note and "took 10 ms here vs 1 ms in the paper (10x)" in note

@@ -4,6 +4,8 @@ Sources: ``shared/PAPERS.md`` (digest) and the full texts in ``shared/papers/``.
 """
 from __future__ import annotations
 
+import math
+
 #: Kim, Han, Heo 2021, Table 3 (our Table K2): seconds to infer the data set 1000 times,
 #: (scikit-learn, ONNX Runtime).
 KIM2021_ML_SECONDS: dict[str, tuple[float, float]] = {
@@ -27,3 +29,39 @@ KIM2021_DL_SECONDS: dict[str, tuple[float, float]] = {
 #: Citation printed under tables that show these values.
 KIM2021 = ("Kim, Han, Heo 2021, \"Model Transformation and Inference of Machine Learning using "
            "Open Neural Network Format\", JIIBC 21(3)")
+
+#: Our ratio and the paper's "differ" when one is more than this factor away from the other.
+RATIO_DIFFERENCE_FACTOR = 2.0
+
+
+def explain_ratio_difference(model: str, ours: tuple[float, float, int], paper: tuple[float, float, int],
+                             baseline: str) -> str | None:
+    """A note saying which side moved when our speed-up differs from the paper's by > `RATIO_DIFFERENCE_FACTOR`.
+
+    Parameters
+    ----------
+    model
+        Row name.
+    ours, paper
+        (baseline seconds, ONNX Runtime seconds, number of inferences those seconds cover).
+    baseline
+        Name of the baseline engine, e.g. ``"scikit-learn"`` or ``"Keras predict"``.
+
+    Returns
+    -------
+    str or None
+        None when the ratios agree within the factor.
+    """
+    ours_ratio, paper_ratio = ours[0] / ours[1], paper[0] / paper[1]
+    if max(ours_ratio / paper_ratio, paper_ratio / ours_ratio) <= RATIO_DIFFERENCE_FACTOR:
+        return None
+
+    def per_call(seconds: float, count: int) -> str:
+        return f"{seconds / count * 1e3:.3g} ms"
+
+    base_change, ort_change = (ours[0] / ours[2]) / (paper[0] / paper[2]), (ours[1] / ours[2]) / (paper[1] / paper[2])
+    mover = "ONNX Runtime" if abs(math.log(ort_change)) > abs(math.log(base_change)) else baseline
+    return (f"{model}: our ratio {ours_ratio:.3g} vs the paper's {paper_ratio:.3g}. Per inference, {baseline} took "
+            f"{per_call(ours[0], ours[2])} here vs {per_call(paper[0], paper[2])} in the paper ({base_change:.2g}x), "
+            f"ONNX Runtime {per_call(ours[1], ours[2])} vs {per_call(paper[1], paper[2])} ({ort_change:.2g}x): "
+            f"the difference comes mostly from {mover} (the paper used 2021 library versions and another CPU).")
