@@ -55,6 +55,12 @@ def test_wrong_example_shape_is_reported(lenet):
         to_onnx(lenet, np.zeros((1, 32, 32, 1), np.float32))
 
 
+def test_example_with_a_missing_axis_is_reported(lenet):
+    # (1, 28, 28) has the right leading sizes but no channel axis: zip() alone would accept it
+    with pytest.raises(ConversionError, match=r"has shape \(1, 28, 28\); the model expects \(N, 28, 28, 1\)"):
+        to_onnx(lenet, np.zeros((1, 28, 28), np.float32))
+
+
 def test_wrong_number_of_example_inputs_is_reported(lenet, images):
     with pytest.raises(ConversionError, match="1 inputs but 2 example arrays"):
         to_onnx(lenet, [images, images])

