@@ -12,3 +12,7 @@ class ConversionError(OnnxlabError):
 
 class DataError(OnnxlabError):
     """A data set is missing, corrupt, or could not be fetched from any source."""
+
+
+class SNNError(OnnxlabError):
+    """An ONNX-SNN model or request is invalid: unknown neuron, bad parameter, unsupported op."""

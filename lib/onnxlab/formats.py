@@ -19,6 +19,11 @@ IR_VERSION = 8
 #: Producer name stamped into files written by onnxlab.
 PRODUCER = "onnxlab"
 
+#: Domain of the ONNX-SNN spiking-neuron operators (reverse DNS, deliberately not ``ai.onnx.*``).
+ONNX_SNN_DOMAIN = "org.onnxlab.snn"
+#: Version of the ONNX-SNN operator set; every ONNX-SNN model imports it.
+ONNX_SNN_OPSET = 1
+
 #: Opsets passed to converters that accept a per-domain mapping (skl2onnx).
 TARGET_OPSETS = {"": ONNX_OPSET, ONNX_ML_DOMAIN: ONNX_ML_OPSET}
 

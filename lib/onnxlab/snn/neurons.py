@@ -1,0 +1,213 @@
+"""ONNX-SNN neuron operators: one class per Nengo neuron type, in the domain `ONNX_SNN_DOMAIN`.
+
+Every op takes three inputs and has one output::
+
+    y = Op(x, gain, bias)        # J = gain * x + bias;  y = rate(J)   (Hz × amplitude)
+
+``x`` is the layer's input current, shape (N, *neurons); ``gain`` and ``bias`` are the Nengo
+ensemble's per-neuron gain and bias, broadcastable to ``neurons`` (stored explicitly in every
+file, never assumed). The op's attributes are the Nengo neuron type's parameters, always
+written out in full.
+
+Each op ships as a model-local ONNX function computing its *rate* response from standard ONNX
+operators, so an ONNX-SNN file passes ``onnx.checker``, runs in ONNX Runtime (the rate
+approximation of the spiking network) and opens in Netron. Spiking types subclass their rate
+twin (``LIF(LIFRate)``), as in Nengo, and share its rate function.
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import onnx
+from onnx import AttributeProto, helper
+
+from onnxlab.errors import SNNError
+from onnxlab.formats import ONNX_OPSET, ONNX_SNN_DOMAIN
+
+#: Names of the three inputs of every neuron op and of its output.
+INPUTS = ("x", "gain", "bias")
+OUTPUT = "y"
+
+
+class FunctionBody:
+    """Builds the node list of a function body; every intermediate gets a unique name."""
+
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+
+    def op(self, op_type: str, *inputs: str, **attributes: Any) -> str:
+        """Append ``op_type(inputs)`` and return the name of its output."""
+        output = f"{op_type.lower()}_{len(self.nodes)}"
+        self.nodes.append(helper.make_node(op_type, list(inputs), [output], **attributes))
+        return output
+
+    def const(self, value: float) -> str:
+        """A float32 scalar constant."""
+        return self.op("Constant", value_float=float(value))
+
+    def attr(self, name: str) -> str:
+        """A float32 scalar taken from the calling node's attribute ``name``."""
+        output = f"attr_{name}"
+        if not any(output in n.output for n in self.nodes):
+            node = helper.make_node("Constant", [], [output])
+            ref = AttributeProto(name="value_float", ref_attr_name=name, type=AttributeProto.FLOAT)
+            node.attribute.append(ref)
+            self.nodes.append(node)
+        return output
+
+
+class NeuronOp:
+    """Base of the ONNX-SNN neuron operators.
+
+    Class attributes
+    ----------------
+    op_type
+        Operator name in `ONNX_SNN_DOMAIN` (the Nengo class name).
+    nengo_path
+        Import path of the Nengo neuron type it mirrors.
+    spiking
+        True if Nengo simulates it with spikes; ONNX Runtime always computes the rate.
+    attributes
+        Parameter name -> Nengo's default value.
+    """
+
+    op_type: ClassVar[str]
+    nengo_path: ClassVar[str]
+    spiking: ClassVar[bool] = False
+    attributes: ClassVar[dict[str, float]] = {}
+
+    @classmethod
+    def rate(cls, body: FunctionBody, current: str) -> str:
+        """Append the nodes computing the rate response from ``current`` (J); return the output name."""
+        raise NotImplementedError
+
+    @classmethod
+    def function(cls) -> onnx.FunctionProto:
+        """The model-local ONNX function computing this op's rate response."""
+        body = FunctionBody()
+        current = body.op("Add", body.op("Mul", "x", "gain"), "bias")
+        rate = cls.rate(body, current)
+        body.nodes.append(helper.make_node("Identity", [rate], [OUTPUT]))
+        return helper.make_function(
+            ONNX_SNN_DOMAIN, cls.op_type, list(INPUTS), [OUTPUT], body.nodes,
+            [helper.make_opsetid("", ONNX_OPSET)], attributes=list(cls.attributes),
+            doc_string=f"Rate response of {cls.nengo_path}: y = rate(gain * x + bias).",
+        )
+
+    @classmethod
+    def parameters(cls, given: dict[str, float] | None = None) -> dict[str, float]:
+        """Nengo's defaults updated with ``given``, validated by constructing the Nengo type.
+
+        Raises
+        ------
+        SNNError
+            Naming the op and the unknown or invalid parameter.
+        """
+        given = dict(given or {})
+        unknown = sorted(set(given) - set(cls.attributes))
+        if unknown:
+            raise SNNError(f"{cls.op_type} has no parameter {', '.join(unknown)}; "
+                           f"its parameters are {', '.join(cls.attributes)}")
+        params = {**cls.attributes, **{k: float(v) for k, v in given.items()}}
+        cls.nengo_type(params)
+        return params
+
+    @classmethod
+    def nengo_type(cls, params: dict[str, float]):
+        """The Nengo neuron type object with these parameters."""
+        import importlib
+
+        module, name = cls.nengo_path.rsplit(".", 1)
+        nengo_cls = getattr(importlib.import_module(module), name)
+        try:
+            return nengo_cls(**params)
+        except Exception as exc:  # nengo raises ValidationError (a ValueError) with a clear text
+            raise SNNError(f"{cls.op_type}: invalid parameters {params}: {exc}") from exc
+
+
+class RectifiedLinear(NeuronOp):
+    """Rectified linear rate neuron: y = amplitude * max(J, 0)."""
+
+    op_type = "RectifiedLinear"
+    nengo_path = "nengo.RectifiedLinear"
+    attributes = {"amplitude": 1.0}
+
+    @classmethod
+    def rate(cls, body, current):
+        return body.op("Mul", body.attr("amplitude"), body.op("Relu", current))
+
+
+class SpikingRectifiedLinear(RectifiedLinear):
+    """Spiking rectified linear neuron (integrate to 1, fire, subtract); rate as `RectifiedLinear`."""
+
+    op_type = "SpikingRectifiedLinear"
+    nengo_path = "nengo.SpikingRectifiedLinear"
+    spiking = True
+
+
+class LIFRate(NeuronOp):
+    """Leaky integrate-and-fire rate: y = amplitude / (tau_ref + tau_rc * log1p(1 / (J - 1))) for J > 1, else 0."""
+
+    op_type = "LIFRate"
+    nengo_path = "nengo.LIFRate"
+    attributes = {"tau_rc": 0.02, "tau_ref": 0.002, "amplitude": 1.0}
+
+    @classmethod
+    def rate(cls, body, current):
+        j = body.op("Sub", current, body.const(1.0))
+        active = body.op("Greater", j, body.const(0.0))
+        safe_j = body.op("Where", active, j, body.const(1.0))  # keeps log1p(1/j) finite where inactive
+        log_term = body.op("Log", body.op("Add", body.const(1.0), body.op("Reciprocal", safe_j)))
+        period = body.op("Add", body.attr("tau_ref"), body.op("Mul", body.attr("tau_rc"), log_term))
+        return body.op("Where", active, body.op("Div", body.attr("amplitude"), period), body.const(0.0))
+
+
+class LIF(LIFRate):
+    """Spiking leaky integrate-and-fire neuron; rate as `LIFRate` (min_voltage only affects spiking)."""
+
+    op_type = "LIF"
+    nengo_path = "nengo.LIF"
+    spiking = True
+    attributes = {"tau_rc": 0.02, "tau_ref": 0.002, "min_voltage": 0.0, "amplitude": 1.0}
+
+
+class SoftLIFRate(LIFRate):
+    """LIF rate smoothed around threshold (Hunsberger & Eliasmith 2015), as `nengo_dl.SoftLIFRate`."""
+
+    op_type = "SoftLIFRate"
+    nengo_path = "nengo_dl.neurons.SoftLIFRate"
+    attributes = {"sigma": 1.0, "tau_rc": 0.02, "tau_ref": 0.002, "amplitude": 1.0}
+
+    @classmethod
+    def rate(cls, body, current):
+        sigma = body.attr("sigma")
+        js = body.op("Div", body.op("Sub", current, body.const(1.0)), sigma)
+        # z = sigma * softplus(js), with softplus(js) = js above 30 (as nengo_dl)
+        soft = body.op("Where", body.op("Greater", js, body.const(30.0)), js, body.op("Softplus", js))
+        z = body.op("Mul", soft, sigma)
+        # q = log1p(1/z), or its asymptote -js - log(sigma) far below threshold (js <= -20)
+        q_valid = body.op("Log", body.op("Add", body.const(1.0), body.op("Reciprocal", z)))
+        q_far = body.op("Sub", body.op("Neg", js), body.op("Log", sigma))
+        q = body.op("Where", body.op("Greater", js, body.const(-20.0)), q_valid, q_far)
+        period = body.op("Add", body.attr("tau_ref"), body.op("Mul", body.attr("tau_rc"), q))
+        return body.op("Div", body.attr("amplitude"), period)
+
+
+#: Every ONNX-SNN neuron op by op_type.
+NEURONS: dict[str, type[NeuronOp]] = {cls.op_type: cls for cls in (
+    RectifiedLinear, SpikingRectifiedLinear, LIFRate, LIF, SoftLIFRate,
+)}
+
+
+def neuron(op_type: str) -> type[NeuronOp]:
+    """The neuron op class named ``op_type``.
+
+    Raises
+    ------
+    SNNError
+        Listing the known neuron ops.
+    """
+    try:
+        return NEURONS[op_type]
+    except KeyError:
+        raise SNNError(f"unknown neuron {op_type!r}; known: {', '.join(NEURONS)}") from None
