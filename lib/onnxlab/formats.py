@@ -6,6 +6,9 @@ the minimum that the opsets below require rather than to ``onnx.IR_VERSION``.
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import onnx
 
 #: Default-domain (``ai.onnx``) opset of every model onnxlab writes.
@@ -57,3 +60,47 @@ def finalize(model: onnx.ModelProto, *, full_check: bool = True) -> onnx.ModelPr
             )
     onnx.checker.check_model(model, full_check=full_check)
     return model
+
+
+def load_model(path: str | os.PathLike, *, check: bool = True) -> onnx.ModelProto:
+    """Load an ONNX file with one clear error for a missing, unreadable or invalid file.
+
+    Parameters
+    ----------
+    check
+        Also run ``onnx.checker.check_model`` (off for legacy files that need upgrading first).
+
+    Raises
+    ------
+    OnnxlabError
+        Naming the file and what is wrong with it.
+    """
+    from onnxlab.errors import OnnxlabError
+
+    path = Path(path)
+    if not path.is_file():
+        raise OnnxlabError(f"{path}: no such file")
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:  # DecodeError, OSError, ...: the file is not an ONNX protobuf
+        raise OnnxlabError(f"{path}: not an ONNX model ({type(exc).__name__}: {exc})") from None
+    if not model.graph.node and not model.graph.output:
+        raise OnnxlabError(f"{path}: not an ONNX model (no graph)")
+    if check:
+        try:
+            onnx.checker.check_model(model)
+        except onnx.checker.ValidationError as exc:
+            raise OnnxlabError(f"{path}: invalid ONNX model: {str(exc).splitlines()[0]}") from None
+    return model
+
+
+def save_model(model: onnx.ModelProto, path: str | os.PathLike) -> Path:
+    """Write ``model`` to ``path`` atomically: a failed write leaves no partial file behind."""
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        onnx.save(model, str(partial))
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path

@@ -1,0 +1,14 @@
+"""ONNX-SNN: spiking neural networks in ONNX, and conversions to and from Nengo.
+
+- `neurons`: the neuron operators (domain ``org.onnxlab.snn``) and their rate functions;
+- `to_snn`: ONNX -> ONNX-SNN (activations replaced by neuron ops);
+- `legacy`: read and upgrade files of the original ONNX-SNN tool;
+- `simulation`: simulation settings stored in the file;
+- `layout`: weight remapping between Nengo/Keras and ONNX layouts.
+"""
+from onnxlab.snn.legacy import is_legacy, upgrade
+from onnxlab.snn.neurons import NEURONS
+from onnxlab.snn.simulation import Simulation
+from onnxlab.snn.to_snn import to_snn
+
+__all__ = ["NEURONS", "Simulation", "is_legacy", "to_snn", "upgrade"]

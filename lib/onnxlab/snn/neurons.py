@@ -211,3 +211,25 @@ def neuron(op_type: str) -> type[NeuronOp]:
         return NEURONS[op_type]
     except KeyError:
         raise SNNError(f"unknown neuron {op_type!r}; known: {', '.join(NEURONS)}") from None
+
+
+def neuron_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """The top-level graph nodes of ``model`` that are ONNX-SNN neuron ops."""
+    return [n for n in model.graph.node if n.domain == ONNX_SNN_DOMAIN]
+
+
+def install_functions(model: onnx.ModelProto) -> None:
+    """Import the ONNX-SNN opset and add the rate function of every neuron op the graph uses.
+
+    Functions of the ONNX-SNN domain already in the model are replaced by the current ones.
+    """
+    from onnxlab.formats import ONNX_SNN_OPSET
+
+    used = sorted({n.op_type for n in neuron_nodes(model)})
+    for op_type in used:
+        neuron(op_type)  # unknown op types fail here, by name
+    keep = [f for f in model.functions if f.domain != ONNX_SNN_DOMAIN]
+    del model.functions[:]
+    model.functions.extend(keep + [NEURONS[t].function() for t in used])
+    if not any(o.domain == ONNX_SNN_DOMAIN for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid(ONNX_SNN_DOMAIN, ONNX_SNN_OPSET))
