@@ -53,3 +53,69 @@ def test_convert_writes_a_valid_model(tmp_path):
 
 def test_usage_error_exits_2():
     assert _run().returncode == 2
+
+
+def _mlp_file(tmp_path):
+    import onnx
+
+    from tests.onnx_models import mlp
+
+    path = tmp_path / "mlp.onnx"
+    onnx.save(mlp(), path)
+    return path
+
+
+def test_to_snn_writes_a_valid_snn_file(tmp_path):
+    import onnx
+
+    from onnxlab.snn import Simulation
+
+    out = tmp_path / "snn.onnx"
+    proc = _run("to-snn", _mlp_file(tmp_path), out, "--neuron", "SoftLIFRate", "--param", "sigma=0.5",
+                "--n-steps", "40", "--synapse", "-1")
+    assert proc.returncode == 0, proc.stderr
+    assert "1 activation(s) replaced by SoftLIFRate" in proc.stdout
+    model = onnx.load(out)
+    onnx.checker.check_model(model, full_check=True)
+    assert Simulation.read(model) == Simulation(n_steps=40, synapse=None)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--neuron", "Foo"], "error: unknown neuron 'Foo'"),
+    (["--param", "amplitude"], "error: --param 'amplitude': expected NAME=NUMBER"),
+    (["--param", "amplitude=x"], "error: --param 'amplitude=x': expected NAME=NUMBER"),
+    (["--param", "tau_rc=-1"], "error: LIF: invalid parameters"),
+    (["--n-steps", "0"], "error: simulation n_steps must be a positive integer"),
+])
+def test_to_snn_bad_options_give_one_line_and_no_file(tmp_path, args, message):
+    out = tmp_path / "snn.onnx"
+    proc = _run("to-snn", _mlp_file(tmp_path), out, *args)
+    assert proc.returncode == 1 and proc.stderr.startswith(message), proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not out.exists() and not list(tmp_path.glob("*.partial"))
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "no graph"), (b"\x00\xff\x13garbage" * 10, "not an ONNX model"), (b"hello, I am text\n", "not an ONNX model"),
+])
+def test_to_snn_malformed_input(tmp_path, content, message):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(content)
+    proc = _run("to-snn", bad, tmp_path / "out.onnx")
+    assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out.onnx").exists()
+
+
+def test_upgrade_reports_its_changes(tmp_path):
+    import onnx
+
+    from tests.onnx_models import legacy_model
+
+    legacy = tmp_path / "legacy.onnx"
+    onnx.save(legacy_model(), legacy)
+    proc = _run("upgrade", legacy, tmp_path / "new.onnx")
+    assert proc.returncode == 0, proc.stderr
+    assert "upgraded: node 'act0': LIF moved from the default domain" in proc.stdout
+    onnx.checker.check_model(str(tmp_path / "new.onnx"), full_check=True)
+    again = _run("upgrade", tmp_path / "new.onnx", tmp_path / "again.onnx")
+    assert again.returncode == 1 and "has no legacy ONNX-SNN node" in again.stderr

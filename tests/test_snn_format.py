@@ -11,28 +11,11 @@ from onnxlab.formats import ONNX_OPSET, ONNX_SNN_DOMAIN, ONNX_SNN_OPSET, finaliz
 from onnxlab.runtime import ort_session, run_single
 from onnxlab.snn import NEURONS, Simulation, is_legacy, to_snn, upgrade
 from onnxlab.snn.neurons import LIF, LIFRate, RectifiedLinear, SpikingRectifiedLinear
+from tests.onnx_models import legacy_model, mlp
 
 #: ONNX Runtime (float32) vs Nengo (float64) rates: relative error bound.
 RATE_RTOL = 2e-5
 RNG = np.random.default_rng(0)
-
-
-def mlp(sizes=(6, 5, 4), activation="Relu"):
-    """x (N, 6) -> MatMul + Add -> activation -> MatMul + Add -> y (N, 4), random weights."""
-    nodes, inits, prev = [], [], "x"
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        inits += [numpy_helper.from_array(RNG.normal(size=(n_in, n_out)).astype(np.float32), f"W{i}"),
-                  numpy_helper.from_array(RNG.normal(size=n_out).astype(np.float32), f"b{i}")]
-        nodes += [helper.make_node("MatMul", [prev, f"W{i}"], [f"m{i}"]),
-                  helper.make_node("Add", [f"m{i}", f"b{i}"], [f"a{i}"])]
-        prev = f"a{i}"
-        if i < len(sizes) - 2:
-            nodes.append(helper.make_node(activation, [prev], [f"h{i}"], name=f"act{i}"))
-            prev = f"h{i}"
-    nodes.append(helper.make_node("Identity", [prev], ["y"]))
-    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, sizes[0]])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, sizes[-1]])], inits)
-    return finalize(helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)]))
 
 
 def single_op_model(op_type, params, gain, bias, n):
@@ -140,13 +123,6 @@ def test_to_snn_refuses_an_snn_model():
 def test_bad_simulation_settings(settings, message):
     with pytest.raises(SNNError, match=message):
         Simulation(**settings)
-
-
-def legacy_model():
-    """As the original tool wrote it: LIF in the default domain, one input, only some attributes."""
-    model = mlp()
-    model.graph.node[2].CopyFrom(helper.make_node("LIF", ["a0"], ["h0"], name="act0", amplitude=0.01))
-    return model
 
 
 def test_legacy_file_is_rejected_by_the_checker_and_upgraded():

@@ -2,10 +2,13 @@
 
 Errors raised on purpose (`onnxlab.errors.OnnxlabError`) and missing input files are printed as
 one ``error: ...`` line with exit status 1 — never a traceback — and no partial output is left.
+Unexpected exceptions (bugs) also print one line, with exit status 3; ``ONNXLAB_DEBUG=1`` shows
+their traceback.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +16,8 @@ from typing import Callable
 
 from onnxlab.errors import OnnxlabError
 
+#: Environment variable that makes unexpected errors show their traceback.
+DEBUG_ENV = "ONNXLAB_DEBUG"
 #: File suffixes `onnxlab convert` accepts, by framework.
 KERAS_SUFFIXES = (".h5", ".keras")
 
@@ -38,6 +43,67 @@ def _add_convert(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("output", help="ONNX file to write")
 
 
+def _parse_params(pairs: list[str]) -> dict[str, float]:
+    params = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        try:
+            params[name] = float(value)
+        except ValueError:
+            name = ""
+        if not name:
+            raise OnnxlabError(f"--param {pair!r}: expected NAME=NUMBER, e.g. amplitude=0.01")
+    return params
+
+
+def _to_snn(args: argparse.Namespace) -> int:
+    from onnxlab.formats import save_model
+    from onnxlab.snn import Simulation, to_snn
+
+    simulation = Simulation(dt=args.dt, n_steps=args.n_steps,
+                            synapse=None if args.synapse < 0 else args.synapse)
+    snn = to_snn(args.model, args.neuron, params=_parse_params(args.param), max_rates=args.max_rates,
+                 intercepts=args.intercepts, simulation=simulation)
+    save_model(snn, args.output)
+    replaced = sum(1 for n in snn.graph.node if n.op_type == args.neuron)
+    print(f"wrote {args.output}: {replaced} activation(s) replaced by {args.neuron}")
+    return 0
+
+
+def _add_to_snn(parser: argparse.ArgumentParser) -> None:
+    from onnxlab.snn import NEURONS, Simulation
+
+    defaults = Simulation()
+    parser.add_argument("model", help="ONNX file")
+    parser.add_argument("output", help="ONNX-SNN file to write")
+    parser.add_argument("--neuron", default="LIF", help=f"neuron op: {', '.join(NEURONS)} (default LIF)")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="neuron parameter, repeatable (e.g. --param amplitude=0.01)")
+    parser.add_argument("--max-rates", type=float, default=None, help="ensemble max firing rate, Hz")
+    parser.add_argument("--intercepts", type=float, default=None, help="ensemble intercept")
+    parser.add_argument("--dt", type=float, default=defaults.dt, help="simulation time step, s")
+    parser.add_argument("--n-steps", type=int, default=defaults.n_steps, help="steps per input")
+    parser.add_argument("--synapse", type=float, default=defaults.synapse,
+                        help="output probe synapse, s (negative: none)")
+
+
+def _upgrade(args: argparse.Namespace) -> int:
+    from onnxlab.formats import save_model
+    from onnxlab.snn import upgrade
+
+    model, changes = upgrade(args.model)
+    save_model(model, args.output)
+    for change in changes:
+        print(f"upgraded: {change}")
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _add_upgrade(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="ONNX-SNN file of the original tool (neuron ops in the default domain)")
+    parser.add_argument("output", help="upgraded ONNX-SNN file to write")
+
+
 @dataclass(frozen=True)
 class Command:
     """A subcommand: its help line, how it declares its arguments, and what it runs."""
@@ -49,6 +115,9 @@ class Command:
 
 COMMANDS: dict[str, Command] = {
     "convert": Command("convert a saved Keras model to ONNX (in a child process)", _add_convert, _convert),
+    "to-snn": Command("replace the activations of an ONNX model by spiking neuron ops (ONNX-SNN)",
+                      _add_to_snn, _to_snn),
+    "upgrade": Command("upgrade a legacy ONNX-SNN file to the valid encoding", _add_upgrade, _upgrade),
 }
 
 
@@ -67,6 +136,12 @@ def main(argv: list[str] | None = None) -> int:
     except OnnxlabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:  # a bug, not bad input: still one line, traceback on request
+        if os.environ.get(DEBUG_ENV):
+            raise
+        print(f"error: internal error in `onnxlab {args.command}`: {type(exc).__name__}: {exc} "
+              f"(set {DEBUG_ENV}=1 for the traceback)", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 
 from onnxlab.errors import ConversionError
-from onnxlab.formats import ONNX_OPSET, finalize
+from onnxlab.formats import ONNX_OPSET, finalize, save_model
 
 #: Models with more parameters are converted in a child process by `export`: tf2onnx's peak
 #: memory is tens of times the weight size (VGG16, 138 M parameters, peaked at 19 GB;
@@ -157,10 +157,7 @@ def _convert_file_here(keras_path: str, onnx_path: str) -> None:
             z.extractall(tmp)
         proto = onnx.load(os.path.join(tmp, "__MODEL_PROTO.onnx"), load_external_data=True)
     proto.graph.name = model.name
-    finalize(proto, full_check=True)
-    partial = Path(str(onnx_path) + ".partial")
-    onnx.save(proto, partial)
-    os.replace(partial, onnx_path)
+    save_model(finalize(proto, full_check=True), onnx_path)
 
 
 def _main(argv: Sequence[str]) -> int:
