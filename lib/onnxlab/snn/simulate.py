@@ -1,0 +1,102 @@
+"""Run a `NengoModel` in NengoDL, and `verify` it against ONNX Runtime (like nengo-dl's Converter.verify)."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import onnx
+
+from onnxlab.equivalence import Agreement, compare_outputs
+from onnxlab.errors import SNNError
+from onnxlab.snn.to_nengo import NengoModel, to_nengo
+
+#: Default relative tolerance of `verify`: max|nengo - onnxruntime| <= VERIFY_RTOL * max|onnxruntime|.
+VERIFY_RTOL = 1e-4
+
+
+def simulate(model: NengoModel, x: np.ndarray, *, n_steps: int | None = None, minibatch_size: int = 100,
+             filtered: bool = False, progress_bar: bool = False) -> dict[str, np.ndarray]:
+    """Present each sample of ``x`` for ``n_steps`` steps and return every output over time.
+
+    Parameters
+    ----------
+    x
+        Inputs of shape (N, *input_shape) for the model's single input.
+    n_steps
+        Steps per sample (default: the file's ``n_steps``).
+    minibatch_size
+        Samples simulated in parallel; ``x`` is padded to a multiple of it.
+    filtered
+        Read the probes filtered with the file's synapse instead of the raw outputs.
+
+    Returns
+    -------
+    dict
+        Output name -> array of shape (N, n_steps, *output_shape).
+    """
+    import nengo_dl
+    import tensorflow as tf
+
+    if len(model.inputs) != 1:
+        raise SNNError(f"simulate supports one input; the model has {list(model.inputs)}")
+    (name, node), = model.inputs.items()
+    shape = model.input_shapes[name]
+    x = np.asarray(x, np.float32)
+    if x.shape[1:] != shape:
+        raise SNNError(f"input {name!r} expects samples of shape {shape}, got {x.shape[1:]}")
+    n_steps = n_steps or model.simulation.n_steps
+    batch = min(minibatch_size, len(x))
+    padded = -len(x) % batch
+    data = np.concatenate([x.reshape(len(x), -1), np.zeros((padded, x[0].size), np.float32)])
+    data = np.repeat(data[:, None, :], n_steps, axis=1)
+    probes = model.filtered_outputs if filtered else model.outputs
+    tf.get_logger().setLevel("ERROR")
+    with nengo_dl.Simulator(model.network, dt=model.simulation.dt, minibatch_size=batch,
+                            progress_bar=progress_bar) as sim:
+        result = sim.predict({node: data}, verbose=int(progress_bar))
+    return {out: result[probe][:len(x)].reshape(len(x), n_steps, *model.output_shapes[out])
+            for out, probe in probes.items()}
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def verify(model: onnx.ModelProto | str | os.PathLike, x: np.ndarray, *, rtol: float = VERIFY_RTOL,
+           **to_nengo_options) -> dict[str, Agreement]:
+    """Check that the Nengo network computes what ONNX Runtime computes, on inputs ``x``.
+
+    The network is built in rate mode (spiking neurons replaced by their rate twins) and run
+    for one step with no synapses, so its output must equal ONNX Runtime's rate approximation.
+
+    Returns
+    -------
+    dict
+        Output name -> `onnxlab.equivalence.Agreement`.
+
+    Raises
+    ------
+    SNNError
+        If any output differs by more than ``rtol * max|onnxruntime output|``.
+    """
+    from onnxlab.formats import load_model
+    from onnxlab.runtime import ort_session
+
+    proto = load_model(model, check=False) if not isinstance(model, onnx.ModelProto) else model
+    nengo_model = to_nengo(proto, rate=True, **to_nengo_options)
+    nengo_out = simulate(nengo_model, x, n_steps=1)
+    session = ort_session(proto)
+    ort_out = dict(zip([o.name for o in session.get_outputs()],
+                       session.run(None, {session.get_inputs()[0].name: np.asarray(x, np.float32)})))
+    report = {}
+    for name, values in nengo_out.items():
+        ours = values[:, -1]
+        if name in nengo_model.softmax_dropped:
+            ours = _softmax(ours)
+        report[name] = agreement = compare_outputs(ort_out[name], ours.reshape(ort_out[name].shape))
+        if not agreement.within(atol=0.0, rtol=rtol):
+            raise SNNError(f"output {name!r}: Nengo and ONNX Runtime differ by {agreement.max_abs_err:.3g} "
+                           f"(max |output| {agreement.scale:.3g}, rtol {rtol:g}, "
+                           f"label agreement {agreement.label_agreement})")
+    return report

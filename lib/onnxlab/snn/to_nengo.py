@@ -1,0 +1,479 @@
+"""ONNX-SNN -> a `nengo.Network` built from Nengo objects, runnable in NengoDL (and Nengo).
+
+Every ONNX tensor becomes a Nengo object whose output is the tensor's per-sample values,
+flattened in ONNX (channels-first, row-major) order: graph inputs are `nengo.Node` inputs,
+linear ops (Conv, Gemm, MatMul, Add, pooling, Transpose, Concat) become passthrough nodes fed
+by `nengo.Connection` transforms, and neuron ops become `nengo.Ensemble` neurons with the
+file's gain, bias and neuron type. Reshape/Flatten/Identity/Dropout reuse their input's object.
+All connections have ``synapse=None``: the network is feed-forward within one time step, like
+the ONNX graph. Each op type has one small builder in `BUILDERS`; any other op is an error
+naming the node.
+"""
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from onnxlab.errors import SNNError
+from onnxlab.formats import ONNX_SNN_DOMAIN
+from onnxlab.snn import layout
+from onnxlab.snn.neurons import NEURONS, NeuronOp
+from onnxlab.snn.simulation import Simulation
+
+#: What to do with MaxPool, which NengoDL cannot spike through: "average" (replace, warn) or "error".
+MAX_POOL_MODES = ("average", "error")
+
+
+@dataclass
+class Tensor:
+    """A Nengo object carrying one ONNX tensor: ``obj`` outputs prod(shape) values per sample."""
+
+    obj: Any
+    shape: tuple[int, ...]
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+
+@dataclass
+class NengoModel:
+    """The result of `to_nengo`.
+
+    Attributes
+    ----------
+    network
+        The `nengo.Network`.
+    inputs
+        ONNX input name -> `nengo.Node` to feed, with per-sample ``input_shapes``.
+    outputs
+        ONNX output name -> unfiltered `nengo.Probe`; ``filtered_outputs`` use the file's synapse.
+    ensembles
+        ONNX neuron node name -> its `nengo.Ensemble`.
+    softmax_dropped
+        Output names whose final Softmax was dropped (Nengo outputs the logits).
+    notes
+        What the conversion changed (dropped Softmax, MaxPool as average, ...).
+    """
+
+    network: Any
+    inputs: dict[str, Any]
+    input_shapes: dict[str, tuple[int, ...]]
+    outputs: dict[str, Any]
+    filtered_outputs: dict[str, Any]
+    output_shapes: dict[str, tuple[int, ...]]
+    ensembles: dict[str, Any]
+    simulation: Simulation
+    softmax_dropped: set[str] = field(default_factory=set)
+    notes: list[str] = field(default_factory=list)
+
+
+def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _label(node: onnx.NodeProto) -> str:
+    return f"node {node.name or node.output[0]!r} ({node.op_type})"
+
+
+class Builder:
+    """State shared by the op builders while a network is being built."""
+
+    def __init__(self, model: onnx.ModelProto, *, rate: bool, max_pool: str):
+        import nengo
+
+        self.nengo = nengo
+        self.model = model
+        self.rate = rate
+        self.max_pool = max_pool
+        self.consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+        self.tensors: dict[str, Tensor] = {}
+        self.ensembles: dict[str, Any] = {}
+        self.notes: list[str] = []
+        self._one = None
+
+    # -- helpers used by the builders
+    def const(self, name: str, node: onnx.NodeProto) -> np.ndarray:
+        if name not in self.consts:
+            raise SNNError(f"{_label(node)}: input {name!r} must be a constant (initializer) for Nengo")
+        return self.consts[name]
+
+    def tensor(self, name: str, node: onnx.NodeProto) -> Tensor:
+        if name not in self.tensors:
+            raise SNNError(f"{_label(node)}: input {name!r} is not produced by any supported op")
+        return self.tensors[name]
+
+    def passthrough(self, shape: tuple[int, ...], label: str) -> Tensor:
+        return Tensor(self.nengo.Node(size_in=int(np.prod(shape)), label=label), tuple(int(s) for s in shape))
+
+    def connect(self, pre: Tensor, post: Any, transform: Any = 1.0) -> None:
+        self.nengo.Connection(pre.obj, post, transform=transform, synapse=None)
+
+    def add_bias(self, post: Tensor, bias: np.ndarray) -> None:
+        """Add a constant vector (broadcast to ``post.shape``) via a connection from a constant node."""
+        if self._one is None:
+            self._one = self.nengo.Node([1.0], label="one")
+        vector = np.broadcast_to(np.asarray(bias, np.float64), post.shape).ravel()
+        self.nengo.Connection(self._one, post.obj, transform=vector[:, None], synapse=None)
+
+    def index_transform(self, out_size: int, in_size: int, rows: np.ndarray, cols: np.ndarray,
+                        values: np.ndarray | float = 1.0):
+        indices = np.stack([rows, cols], axis=1)
+        init = np.broadcast_to(np.asarray(values, np.float64), rows.shape).copy()
+        return self.nengo.Sparse((out_size, in_size), indices=indices, init=init)
+
+
+#: ONNX op type (default domain) -> builder(builder, node).
+BUILDERS: dict[str, Callable[[Builder, onnx.NodeProto], None]] = {}
+
+
+def builds(*op_types: str):
+    def register(fn):
+        for op_type in op_types:
+            BUILDERS[op_type] = fn
+        return fn
+    return register
+
+
+@builds("Identity", "Dropout")
+def _identity(b: Builder, node: onnx.NodeProto) -> None:
+    b.tensors[node.output[0]] = b.tensor(node.input[0], node)
+
+
+@builds("Reshape", "Flatten")
+def _reshape(b: Builder, node: onnx.NodeProto) -> None:
+    src = b.tensor(node.input[0], node)
+    if node.op_type == "Flatten":
+        axis = _attrs(node).get("axis", 1)
+        if axis != 1:
+            raise SNNError(f"{_label(node)}: only axis=1 (keep the batch axis) is supported, got {axis}")
+        shape = (src.size,)
+    else:
+        target = [int(d) for d in b.const(node.input[1], node)]
+        full = np.empty((1, *src.shape))
+        target = [full.shape[i] if d == 0 else d for i, d in enumerate(target)]
+        try:
+            shape = full.reshape(target).shape
+        except ValueError:
+            raise SNNError(f"{_label(node)}: cannot reshape {src.shape} to {target}") from None
+        if shape[0] != 1:
+            raise SNNError(f"{_label(node)}: reshapes across the batch axis ({target})")
+        shape = shape[1:]
+    b.tensors[node.output[0]] = Tensor(src.obj, tuple(shape))
+
+
+@builds("Transpose")
+def _transpose(b: Builder, node: onnx.NodeProto) -> None:
+    src = b.tensor(node.input[0], node)
+    perm = list(_attrs(node).get("perm", [len(src.shape) - i for i in range(len(src.shape) + 1)]))
+    if perm[0] != 0:
+        raise SNNError(f"{_label(node)}: permutes the batch axis (perm={perm})")
+    sample_perm = [p - 1 for p in perm[1:]]
+    index = np.arange(src.size).reshape(src.shape).transpose(sample_perm)
+    out = b.passthrough(index.shape, node.name or node.output[0])
+    b.connect(src, out.obj, b.index_transform(out.size, src.size, np.arange(out.size), index.ravel()))
+    b.tensors[node.output[0]] = out
+
+
+def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    out = math.ceil(size / stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def _padding_mode(node: onnx.NodeProto, in_hw: tuple[int, int], kernel: tuple[int, int],
+                  strides: tuple[int, int]) -> str:
+    attrs = _attrs(node)
+    auto_pad = attrs.get("auto_pad", b"NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    if auto_pad in ("SAME_UPPER",):
+        return "same"
+    if auto_pad == "VALID":
+        return "valid"
+    if auto_pad != "NOTSET":
+        raise SNNError(f"{_label(node)}: auto_pad={auto_pad} is not supported by nengo.Convolution")
+    pads = list(attrs.get("pads", [0, 0, 0, 0]))
+    if not any(pads):
+        return "valid"
+    same = [_same_padding(s, k, st) for s, k, st in zip(in_hw, kernel, strides)]
+    if pads == [same[0][0], same[1][0], same[0][1], same[1][1]]:
+        return "same"
+    raise SNNError(f"{_label(node)}: pads {pads} are neither 'valid' nor 'same'; nengo.Convolution supports only those")
+
+
+@builds("Conv")
+def _conv(b: Builder, node: onnx.NodeProto) -> None:
+    src = b.tensor(node.input[0], node)
+    weight = b.const(node.input[1], node)
+    attrs = _attrs(node)
+    if len(src.shape) != 3 or weight.ndim != 4:
+        raise SNNError(f"{_label(node)}: only 2-D convolutions are supported (input {src.shape})")
+    if any(d != 1 for d in attrs.get("dilations", [1, 1])):
+        raise SNNError(f"{_label(node)}: dilations {attrs['dilations']} are not supported by nengo.Convolution")
+    if attrs.get("group", 1) != 1:
+        raise SNNError(f"{_label(node)}: grouped convolution (group={attrs['group']}) is not supported")
+    kernel = tuple(int(k) for k in weight.shape[2:])
+    strides = tuple(int(s) for s in attrs.get("strides", [1, 1]))
+    padding = _padding_mode(node, src.shape[1:], kernel, strides)
+    transform = b.nengo.Convolution(
+        n_filters=int(weight.shape[0]), input_shape=src.shape, kernel_size=kernel, strides=strides,
+        padding=padding, channels_last=False, init=layout.conv_kernel_from_onnx(weight))
+    out = b.passthrough(transform.output_shape.shape, node.name or node.output[0])
+    b.connect(src, out.obj, transform)
+    if len(node.input) > 2 and node.input[2]:
+        b.add_bias(out, b.const(node.input[2], node)[:, None, None])
+    b.tensors[node.output[0]] = out
+
+
+@builds("Gemm")
+def _gemm(b: Builder, node: onnx.NodeProto) -> None:
+    src = b.tensor(node.input[0], node)
+    attrs = _attrs(node)
+    if attrs.get("transA", 0):
+        raise SNNError(f"{_label(node)}: transA=1 is not supported")
+    weight = b.const(node.input[1], node) * attrs.get("alpha", 1.0)
+    dense = layout.dense_from_gemm(weight) if attrs.get("transB", 0) else weight  # (in, out)
+    _dense(b, node, src, dense)
+    if len(node.input) > 2 and node.input[2]:
+        b.add_bias(b.tensors[node.output[0]], b.const(node.input[2], node) * attrs.get("beta", 1.0))
+
+
+@builds("MatMul")
+def _matmul(b: Builder, node: onnx.NodeProto) -> None:
+    _dense(b, node, b.tensor(node.input[0], node), b.const(node.input[1], node))
+
+
+def _dense(b: Builder, node: onnx.NodeProto, src: Tensor, weight: np.ndarray) -> None:
+    """Dense layer with an (in, out) weight; nengo.Dense takes (out, in)."""
+    if len(src.shape) != 1 or weight.ndim != 2 or weight.shape[0] != src.size:
+        raise SNNError(f"{_label(node)}: needs a flat input and an (in, out) weight; got input {src.shape}, "
+                       f"weight {weight.shape}")
+    out = b.passthrough((weight.shape[1],), node.name or node.output[0])
+    b.connect(src, out.obj, b.nengo.Dense((weight.shape[1], weight.shape[0]), init=layout.dense_to_gemm(weight)))
+    b.tensors[node.output[0]] = out
+
+
+@builds("Add")
+def _add(b: Builder, node: onnx.NodeProto) -> None:
+    tensors = [n for n in node.input if n in b.tensors]
+    consts = [n for n in node.input if n not in b.tensors]
+    if not tensors:
+        raise SNNError(f"{_label(node)}: adds two constants")
+    shape = b.tensors[tensors[0]].shape
+    if any(b.tensors[t].shape != shape for t in tensors):
+        raise SNNError(f"{_label(node)}: adds tensors of different shapes "
+                       f"{[b.tensors[t].shape for t in tensors]}")
+    out = b.passthrough(shape, node.name or node.output[0])
+    for name in tensors:
+        b.connect(b.tensors[name], out.obj)
+    for name in consts:
+        value = b.const(name, node)
+        if value.ndim == len(shape) + 1:
+            if value.shape[0] != 1:
+                raise SNNError(f"{_label(node)}: constant {name!r} varies over the batch axis")
+            value = value[0]
+        try:
+            b.add_bias(out, value)
+        except ValueError:
+            raise SNNError(f"{_label(node)}: constant of shape {value.shape} does not broadcast to {shape}") from None
+    b.tensors[node.output[0]] = out
+
+
+@builds("AveragePool", "MaxPool")
+def _pool(b: Builder, node: onnx.NodeProto) -> None:
+    if node.op_type == "MaxPool":
+        if b.max_pool == "error":
+            raise SNNError(f"{_label(node)}: NengoDL cannot spike through max pooling (use max_pool='average')")
+        note = f"{_label(node)}: max pooling replaced by average pooling (spiking networks cannot take a max)"
+        warnings.warn(note)
+        b.notes.append(note)
+    src = b.tensor(node.input[0], node)
+    attrs = _attrs(node)
+    kernel = tuple(attrs["kernel_shape"])
+    strides = tuple(attrs.get("strides", kernel))
+    if any(attrs.get("pads", [0])) or attrs.get("ceil_mode", 0):
+        raise SNNError(f"{_label(node)}: padded or ceil-mode pooling is not supported")
+    c, h, w = src.shape
+    oh, ow = (h - kernel[0]) // strides[0] + 1, (w - kernel[1]) // strides[1] + 1
+    index = np.arange(src.size).reshape(src.shape)
+    rows, cols = [], []
+    out_index = np.arange(c * oh * ow).reshape(c, oh, ow)
+    for i in range(oh):
+        for j in range(ow):
+            window = index[:, i * strides[0]:i * strides[0] + kernel[0], j * strides[1]:j * strides[1] + kernel[1]]
+            rows.append(np.repeat(out_index[:, i, j], kernel[0] * kernel[1]))
+            cols.append(window.reshape(c, -1).ravel())
+    out = b.passthrough((c, oh, ow), node.name or node.output[0])
+    transform = b.index_transform(out.size, src.size, np.concatenate(rows), np.concatenate(cols),
+                                  1.0 / (kernel[0] * kernel[1]))
+    b.connect(src, out.obj, transform)
+    b.tensors[node.output[0]] = out
+
+
+@builds("Concat")
+def _concat(b: Builder, node: onnx.NodeProto) -> None:
+    parts = [b.tensor(name, node) for name in node.input]
+    axis = _attrs(node)["axis"]
+    if axis == 0 or axis == -len(parts[0].shape) - 1:
+        raise SNNError(f"{_label(node)}: concatenates along the batch axis")
+    sample_axis = axis - 1 if axis > 0 else axis
+    index = np.arange(sum(p.size for p in parts))
+    shapes = [p.shape for p in parts]
+    out_shape = np.concatenate([np.empty(s) for s in shapes], axis=sample_axis).shape
+    layout_index = index.reshape(out_shape)
+    splits = np.cumsum([s[sample_axis] for s in shapes])[:-1]
+    out = b.passthrough(out_shape, node.name or node.output[0])
+    for part, block in zip(parts, np.split(layout_index, splits, axis=sample_axis)):
+        b.connect(part, out.obj, b.index_transform(out.size, part.size, block.ravel(), np.arange(part.size)))
+    b.tensors[node.output[0]] = out
+
+
+@builds("BatchNormalization")
+def _batch_norm(b: Builder, node: onnx.NodeProto) -> None:
+    """Inference-mode batch norm as a per-channel affine map (`fold_batch_norm` removes most first)."""
+    src = b.tensor(node.input[0], node)
+    scale, offset, mean, var = (b.const(n, node) for n in node.input[1:5])
+    eps = _attrs(node).get("epsilon", 1e-5)
+    a = scale / np.sqrt(var + eps)
+    per_channel = (-1,) + (1,) * (len(src.shape) - 1)
+    gains = np.broadcast_to(a.reshape(per_channel), src.shape).ravel()
+    out = b.passthrough(src.shape, node.name or node.output[0])
+    b.connect(src, out.obj, b.index_transform(src.size, src.size, np.arange(src.size), np.arange(src.size), gains))
+    b.add_bias(out, (offset - mean * a).reshape(per_channel))
+    b.tensors[node.output[0]] = out
+
+
+def _neuron(b: Builder, node: onnx.NodeProto) -> None:
+    if node.op_type not in NEURONS:
+        raise SNNError(f"{_label(node)}: unknown ONNX-SNN neuron op; known: {', '.join(NEURONS)}")
+    op: type[NeuronOp] = NEURONS[node.op_type]
+    params = op.parameters(_attrs(node))
+    if b.rate and op.spiking:
+        op, params = rate_twin(op, params)
+    src = b.tensor(node.input[0], node)
+    gain, bias = (np.broadcast_to(b.const(n, node).astype(np.float64), src.shape).ravel() for n in node.input[1:3])
+    ensemble = b.nengo.Ensemble(src.size, 1, neuron_type=op.nengo_type(params), gain=gain.copy(),
+                                bias=bias.copy(), label=node.name or node.output[0])
+    b.connect(src, ensemble.neurons)
+    b.ensembles[node.name or node.output[0]] = ensemble
+    b.tensors[node.output[0]] = Tensor(ensemble.neurons, src.shape)
+
+
+def rate_twin(op: type[NeuronOp], params: dict[str, float]) -> tuple[type[NeuronOp], dict[str, float]]:
+    """The non-spiking op whose rate response ``op`` shares, with the parameters it knows."""
+    for cls in op.__mro__:
+        if isinstance(cls, type) and issubclass(cls, NeuronOp) and cls is not NeuronOp and not cls.spiking:
+            return cls, {k: v for k, v in params.items() if k in cls.attributes}
+    raise SNNError(f"{op.op_type} has no rate twin")
+
+
+def fold_batch_norm(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` with every BatchNormalization that follows a Conv folded into its weights."""
+    folded = onnx.ModelProto()
+    folded.CopyFrom(model)
+    graph = folded.graph
+    inits = {i.name: i for i in graph.initializer}
+    consumers: dict[str, int] = {}
+    for n in graph.node:
+        for name in n.input:
+            consumers[name] = consumers.get(name, 0) + 1
+    producer = {out: n for n in graph.node for out in n.output}
+    keep = []
+    for n in graph.node:
+        conv = producer.get(n.input[0]) if n.op_type == "BatchNormalization" else None
+        if (conv is None or conv.op_type != "Conv" or consumers.get(conv.output[0]) != 1
+                or not all(name in inits for name in [conv.input[1], *n.input[1:5]])):
+            keep.append(n)
+            continue
+        scale, offset, mean, var = (numpy_helper.to_array(inits[name]) for name in n.input[1:5])
+        a = scale / np.sqrt(var + _attrs(n).get("epsilon", 1e-5))
+        weight = numpy_helper.to_array(inits[conv.input[1]])
+        bias = numpy_helper.to_array(inits[conv.input[2]]) if len(conv.input) > 2 and conv.input[2] else 0.0
+        w_name, b_name = conv.input[1] + ".bnfold", (conv.output[0] + ".bnfold_bias")
+        graph.initializer.extend([
+            numpy_helper.from_array((weight * a[:, None, None, None]).astype(weight.dtype), w_name),
+            numpy_helper.from_array(((bias - mean) * a + offset).astype(weight.dtype), b_name)])
+        del conv.input[1:]
+        conv.input.extend([w_name, b_name])
+        conv.output[0] = n.output[0]
+    del graph.node[:]
+    graph.node.extend(keep)
+    return folded
+
+
+def to_nengo(model: onnx.ModelProto | str | os.PathLike, *, rate: bool = False,
+             max_pool: str = "average") -> NengoModel:
+    """Build a `nengo.Network` from an ONNX-SNN (or plain ONNX) model.
+
+    Parameters
+    ----------
+    model
+        Model proto or path; legacy ONNX-SNN files must be upgraded first (`onnxlab.snn.upgrade`).
+    rate
+        Use each spiking neuron's rate twin (LIF -> LIFRate): the network then computes what
+        ONNX Runtime computes, which `verify` checks.
+    max_pool
+        One of `MAX_POOL_MODES`.
+
+    Raises
+    ------
+    SNNError
+        Naming the first node whose op or attributes Nengo cannot represent.
+    """
+    from onnxlab.formats import load_model
+    from onnxlab.snn.legacy import is_legacy
+
+    import nengo
+
+    if max_pool not in MAX_POOL_MODES:
+        raise SNNError(f"max_pool must be one of {MAX_POOL_MODES}, got {max_pool!r}")
+    source = load_model(model, check=False) if not isinstance(model, onnx.ModelProto) else model
+    if is_legacy(source):
+        raise SNNError("this is a legacy ONNX-SNN file (neuron ops in the default domain): "
+                       "upgrade it first with `onnxlab upgrade` / onnxlab.snn.upgrade")
+    source = fold_batch_norm(source)
+    b = Builder(source, rate=rate, max_pool=max_pool)
+    graph_outputs = [o.name for o in source.graph.output]
+    inputs, input_shapes, softmax_dropped = {}, {}, set()
+    network = nengo.Network(label=source.graph.name or "onnx-snn")
+    with network:
+        for value in source.graph.input:
+            if value.name in b.consts:
+                continue
+            dims = [d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim]
+            if len(dims) < 2 or any(d is None for d in dims[1:]):
+                raise SNNError(f"input {value.name!r} needs a batch axis and fixed sample dimensions, got {dims}")
+            shape = tuple(int(d) for d in dims[1:])
+            node = nengo.Node(np.zeros(int(np.prod(shape))), label=value.name)
+            inputs[value.name], input_shapes[value.name] = node, shape
+            b.tensors[value.name] = Tensor(node, shape)
+        for node in source.graph.node:
+            if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+                b.consts[node.output[0]] = numpy_helper.to_array(_attrs(node)["value"])
+            elif node.domain == ONNX_SNN_DOMAIN:
+                _neuron(b, node)
+            elif node.op_type == "Softmax" and node.output[0] in graph_outputs:
+                b.tensors[node.output[0]] = b.tensor(node.input[0], node)
+                softmax_dropped.add(node.output[0])
+                b.notes.append(f"{_label(node)}: output Softmax dropped (the classification, argmax, is unchanged)")
+            elif node.domain in ("", "ai.onnx") and node.op_type in BUILDERS:
+                BUILDERS[node.op_type](b, node)
+            else:
+                raise SNNError(f"{_label(node)}: no Nengo builder for this op; supported: "
+                               f"{', '.join(sorted(BUILDERS))}, output Softmax, and {ONNX_SNN_DOMAIN} neuron ops")
+        simulation = Simulation.read(source)
+        outputs, filtered, output_shapes = {}, {}, {}
+        for name in graph_outputs:
+            tensor = b.tensors[name]
+            outputs[name] = nengo.Probe(tensor.obj, synapse=None, label=name)
+            filtered[name] = nengo.Probe(tensor.obj, synapse=simulation.synapse, label=f"{name} (filtered)")
+            output_shapes[name] = tensor.shape
+    return NengoModel(network, inputs, input_shapes, outputs, filtered, output_shapes, b.ensembles,
+                      simulation, softmax_dropped, b.notes)
