@@ -30,3 +30,43 @@ def legacy_model():
     model = mlp()
     model.graph.node[2].CopyFrom(helper.make_node("LIF", ["a0"], ["h0"], name="act0", amplitude=0.01))
     return model
+
+
+def _conv(name, x, c_in, c_out, k=3, pads=(1, 1, 1, 1)):
+    w = numpy_helper.from_array(RNG.normal(scale=0.4, size=(c_out, c_in, k, k)).astype(np.float32), f"{name}.w")
+    b = numpy_helper.from_array(RNG.normal(scale=0.1, size=c_out).astype(np.float32), f"{name}.b")
+    node = helper.make_node("Conv", [x, w.name, b.name], [name], name=name, pads=list(pads), kernel_shape=[k, k])
+    return node, [w, b]
+
+
+def branching(pool="AveragePool", batch_norm=False):
+    """x (N, 2, 6, 6) -> conv/relu -> [residual block: conv/relu + skip] ++ [conv branch] -> pool -> flatten -> Gemm -> softmax.
+
+    Exercises Add of two tensors (residual) and Concat on the channel axis; optionally a
+    BatchNormalization after the first conv, and MaxPool instead of AveragePool.
+    """
+    nodes, inits = [], []
+    n, i = _conv("c1", "x", 2, 3); nodes.append(n); inits += i
+    first = "c1"
+    if batch_norm:
+        stats = [RNG.uniform(0.5, 1.5, 3), RNG.normal(size=3), RNG.normal(size=3), RNG.uniform(0.5, 2, 3)]
+        names = ["bn.scale", "bn.B", "bn.mean", "bn.var"]
+        inits += [numpy_helper.from_array(v.astype(np.float32), nm) for v, nm in zip(stats, names)]
+        nodes.append(helper.make_node("BatchNormalization", ["c1", *names], ["bn"], name="bn"))
+        first = "bn"
+    nodes.append(helper.make_node("Relu", [first], ["r1"], name="r1"))
+    n, i = _conv("c2", "r1", 3, 3); nodes.append(n); inits += i
+    nodes += [helper.make_node("Relu", ["c2"], ["r2"], name="r2"),
+              helper.make_node("Add", ["r2", "r1"], ["res"], name="res")]
+    n, i = _conv("c3", "r1", 3, 2, k=2, pads=(0, 0, 1, 1)); nodes.append(n); inits += i  # 'same' for k=2
+    nodes += [helper.make_node("Relu", ["c3"], ["r3"], name="r3"),
+              helper.make_node("Concat", ["res", "r3"], ["cat"], name="cat", axis=1),
+              helper.make_node(pool, ["cat"], ["pool"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+              helper.make_node("Flatten", ["pool"], ["flat"], name="flat")]
+    inits += [numpy_helper.from_array(RNG.normal(scale=0.3, size=(4, 45)).astype(np.float32), "fc.w"),
+              numpy_helper.from_array(RNG.normal(scale=0.1, size=4).astype(np.float32), "fc.b")]
+    nodes += [helper.make_node("Gemm", ["flat", "fc.w", "fc.b"], ["logits"], name="fc", transB=1),
+              helper.make_node("Softmax", ["logits"], ["y"], name="softmax", axis=-1)]
+    graph = helper.make_graph(nodes, "branching", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2, 6, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4])], inits)
+    return finalize(helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)]))

@@ -37,6 +37,9 @@ def quiet() -> None:
     warnings.filterwarnings("ignore", message=".*TensorRT.*")
     # nengo-dl 3.6.0 with nengo 4.1.0 is the pinned, checked pair; its version warning is noise
     warnings.filterwarnings("ignore", message="This version of NengoDL has not been tested")
+    # NengoDL transposes channels-first convolutions for TensorFlow's CPU kernels: a speed note, not a problem
+    warnings.filterwarnings("ignore", message="TensorFlow does not support convolution with channels_last=False")
+    warnings.filterwarnings("ignore", message="No GPU support detected")  # CPU-only by design
 
 
 def seed_everything(seed: int) -> int:

@@ -84,7 +84,7 @@ def verify(model: onnx.ModelProto | str | os.PathLike, x: np.ndarray, *, rtol: f
     from onnxlab.runtime import ort_session
 
     proto = load_model(model, check=False) if not isinstance(model, onnx.ModelProto) else model
-    nengo_model = to_nengo(proto, rate=True, **to_nengo_options)
+    nengo_model = to_nengo(proto, rate=True, filtered_probes=False, **to_nengo_options)
     nengo_out = simulate(nengo_model, x, n_steps=1)
     session = ort_session(proto)
     ort_out = dict(zip([o.name for o in session.get_outputs()],

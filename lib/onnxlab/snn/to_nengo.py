@@ -26,6 +26,7 @@ from onnxlab.formats import ONNX_SNN_DOMAIN
 from onnxlab.snn import layout
 from onnxlab.snn.neurons import NEURONS, NeuronOp
 from onnxlab.snn.simulation import Simulation
+from onnxlab.snn.to_snn import DEFAULT_ACTIVATIONS
 
 #: What to do with MaxPool, which NengoDL cannot spike through: "average" (replace, warn) or "error".
 MAX_POOL_MODES = ("average", "error")
@@ -409,7 +410,7 @@ def fold_batch_norm(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def to_nengo(model: onnx.ModelProto | str | os.PathLike, *, rate: bool = False,
-             max_pool: str = "average") -> NengoModel:
+             max_pool: str = "average", filtered_probes: bool = True) -> NengoModel:
     """Build a `nengo.Network` from an ONNX-SNN (or plain ONNX) model.
 
     Parameters
@@ -421,6 +422,8 @@ def to_nengo(model: onnx.ModelProto | str | os.PathLike, *, rate: bool = False,
         ONNX Runtime computes, which `verify` checks.
     max_pool
         One of `MAX_POOL_MODES`.
+    filtered_probes
+        Also probe each output through the file's synapse (``NengoModel.filtered_outputs``).
 
     Raises
     ------
@@ -465,6 +468,9 @@ def to_nengo(model: onnx.ModelProto | str | os.PathLike, *, rate: bool = False,
                 b.notes.append(f"{_label(node)}: output Softmax dropped (the classification, argmax, is unchanged)")
             elif node.domain in ("", "ai.onnx") and node.op_type in BUILDERS:
                 BUILDERS[node.op_type](b, node)
+            elif node.op_type in DEFAULT_ACTIVATIONS:
+                raise SNNError(f"{_label(node)}: a non-spiking activation; convert the model with to_snn "
+                               "(`onnxlab to-snn`) to replace it with a neuron op")
             else:
                 raise SNNError(f"{_label(node)}: no Nengo builder for this op; supported: "
                                f"{', '.join(sorted(BUILDERS))}, output Softmax, and {ONNX_SNN_DOMAIN} neuron ops")
@@ -473,7 +479,8 @@ def to_nengo(model: onnx.ModelProto | str | os.PathLike, *, rate: bool = False,
         for name in graph_outputs:
             tensor = b.tensors[name]
             outputs[name] = nengo.Probe(tensor.obj, synapse=None, label=name)
-            filtered[name] = nengo.Probe(tensor.obj, synapse=simulation.synapse, label=f"{name} (filtered)")
+            if filtered_probes:
+                filtered[name] = nengo.Probe(tensor.obj, synapse=simulation.synapse, label=f"{name} (filtered)")
             output_shapes[name] = tensor.shape
     return NengoModel(network, inputs, input_shapes, outputs, filtered, output_shapes, b.ensembles,
                       simulation, softmax_dropped, b.notes)

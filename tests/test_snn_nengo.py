@@ -1,0 +1,108 @@
+"""ONNX-SNN -> Nengo: Nengo's rate outputs equal ONNX Runtime's for dense, conv and branching nets; clear errors."""
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+from onnxlab.errors import SNNError
+from onnxlab.runtime import ort_session, run_single
+from onnxlab.snn import to_snn
+from onnxlab.snn.simulate import VERIFY_RTOL, simulate, verify
+from onnxlab.snn.to_nengo import fold_batch_norm, to_nengo
+from tests.onnx_models import branching, legacy_model, mlp
+
+pytest.importorskip("nengo_dl")
+RNG = np.random.default_rng(3)
+
+
+def _images(n=4):
+    return RNG.normal(size=(n, 2, 6, 6)).astype(np.float32)
+
+
+@pytest.mark.parametrize("neuron, params", [("LIF", {"amplitude": 0.01}), ("SoftLIFRate", {"sigma": 0.5}),
+                                            ("SpikingRectifiedLinear", {})])
+def test_dense_net_matches_onnxruntime(neuron, params):
+    snn = to_snn(mlp(), neuron, params=params, max_rates=100, intercepts=0)
+    report = verify(snn, RNG.normal(size=(6, 6)).astype(np.float32))
+    assert report["y"].max_rel_err <= VERIFY_RTOL and report["y"].n == 6
+
+
+def test_branching_conv_net_matches_onnxruntime():
+    """Residual Add, channel Concat, 'same' and asymmetric padding, average pooling, Gemm, dropped Softmax."""
+    snn = to_snn(branching(), "LIF", params={"amplitude": 0.05}, max_rates=200, intercepts=-0.5)
+    report = verify(snn, _images())
+    assert report["y"].label_agreement == 1.0
+
+
+def test_batch_norm_is_folded_into_the_conv_and_matches():
+    model = branching(batch_norm=True)
+    folded = fold_batch_norm(model)
+    assert "BatchNormalization" not in [n.op_type for n in folded.graph.node]
+    x = _images()
+    np.testing.assert_allclose(run_single(ort_session(folded), x)[0], run_single(ort_session(model), x)[0],
+                               rtol=1e-5, atol=1e-6)
+    verify(to_snn(model, "RectifiedLinear"), x)
+
+
+def test_max_pool_becomes_average_pool_with_a_warning():
+    snn = to_snn(branching(pool="MaxPool"), "RectifiedLinear")
+    with pytest.warns(UserWarning, match="max pooling replaced by average pooling"):
+        built = to_nengo(snn)
+    assert any("MaxPool" in note for note in built.notes)
+    with pytest.raises(SNNError, match=r"node 'pool' \(MaxPool\): NengoDL cannot spike through max pooling"):
+        to_nengo(snn, max_pool="error")
+
+
+def test_network_structure_mirrors_the_file():
+    import nengo
+
+    snn = to_snn(branching(), "LIF", params={"amplitude": 0.01}, max_rates=100, intercepts=0)
+    built = to_nengo(snn)
+    assert set(built.ensembles) == {"r1", "r2", "r3"}
+    ens = built.ensembles["r2"]
+    assert isinstance(ens.neuron_type, nengo.LIF) and ens.neuron_type.amplitude == pytest.approx(0.01)
+    assert ens.n_neurons == 3 * 6 * 6
+    gain = onnx.numpy_helper.to_array(next(i for i in snn.graph.initializer if i.name == "r2.gain"))
+    np.testing.assert_array_equal(ens.gain, np.full(ens.n_neurons, gain, np.float64))
+    assert built.input_shapes == {"x": (2, 6, 6)} and built.output_shapes == {"y": (4,)}
+    assert built.softmax_dropped == {"y"}
+    rate = to_nengo(snn, rate=True).ensembles["r2"]
+    assert type(rate.neuron_type) is nengo.LIFRate
+
+
+def test_spiking_simulation_output_shape_and_activity():
+    snn = to_snn(mlp(), "LIF", params={"amplitude": 0.01}, max_rates=100, intercepts=0)
+    out = simulate(to_nengo(snn), RNG.normal(size=(3, 6)).astype(np.float32), n_steps=20, filtered=True)["y"]
+    assert out.shape == (3, 20, 4)
+    assert np.abs(out[:, -1]).max() > 0
+
+
+def test_unsupported_op_names_the_node():
+    model = mlp()
+    model.graph.node[2].CopyFrom(helper.make_node("LeakyRelu", ["a0"], ["h0"], name="leaky"))
+    with pytest.raises(SNNError, match=r"node 'leaky' \(LeakyRelu\): no Nengo builder for this op; supported: .*Conv"):
+        to_nengo(model)
+
+
+def test_unsupported_conv_attributes_are_named():
+    model = to_snn(branching())
+    conv = next(n for n in model.graph.node if n.name == "c2")
+    conv.attribute.append(helper.make_attribute("dilations", [2, 2]))
+    with pytest.raises(SNNError, match=r"node 'c2' \(Conv\): dilations \[2, 2\]"):
+        to_nengo(model)
+
+
+def test_plain_activation_points_to_to_snn():
+    with pytest.raises(SNNError, match=r"node 'act0' \(Relu\): .*convert the model with to_snn"):
+        to_nengo(mlp())
+
+
+def test_legacy_file_must_be_upgraded_first():
+    with pytest.raises(SNNError, match="legacy ONNX-SNN file .* upgrade it first"):
+        to_nengo(legacy_model())
+
+
+def test_wrong_input_shape_is_reported():
+    built = to_nengo(to_snn(mlp()))
+    with pytest.raises(SNNError, match=r"input 'x' expects samples of shape \(6,\), got \(5,\)"):
+        simulate(built, np.zeros((2, 5), np.float32))
