@@ -113,14 +113,18 @@ class NeuronOp:
         return params
 
     @classmethod
-    def nengo_type(cls, params: dict[str, float]):
-        """The Nengo neuron type object with these parameters."""
+    def nengo_class(cls) -> type:
+        """The Nengo neuron type class this op mirrors (imported on first use)."""
         import importlib
 
         module, name = cls.nengo_path.rsplit(".", 1)
-        nengo_cls = getattr(importlib.import_module(module), name)
+        return getattr(importlib.import_module(module), name)
+
+    @classmethod
+    def nengo_type(cls, params: dict[str, float]):
+        """The Nengo neuron type object with these parameters."""
         try:
-            return nengo_cls(**params)
+            return cls.nengo_class()(**params)
         except Exception as exc:  # nengo raises ValidationError (a ValueError) with a clear text
             raise SNNError(f"{cls.op_type}: invalid parameters {params}: {exc}") from exc
 

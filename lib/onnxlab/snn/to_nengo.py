@@ -114,7 +114,8 @@ class Builder:
     def passthrough(self, shape: tuple[int, ...], label: str) -> Tensor:
         return Tensor(self.nengo.Node(size_in=int(np.prod(shape)), label=label), tuple(int(s) for s in shape))
 
-    def connect(self, pre: Tensor, post: Any, transform: Any = 1.0) -> None:
+    def connect(self, pre: Tensor, post: Any, transform: Any = None) -> None:
+        """Connect without synapse; no transform means identity (``nengo.transforms.NoTransform``)."""
         self.nengo.Connection(pre.obj, post, transform=transform, synapse=None)
 
     def add_bias(self, post: Tensor, bias: np.ndarray) -> None:

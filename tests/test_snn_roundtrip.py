@@ -1,0 +1,122 @@
+"""Nengo -> ONNX-SNN -> Nengo: every weight bit for bit, and the same outputs."""
+import numpy as np
+import onnx
+import pytest
+
+from onnxlab.errors import SNNError
+from onnxlab.runtime import ort_session, run_single
+from onnxlab.snn import to_snn
+from onnxlab.snn.from_nengo import from_nengo
+from onnxlab.snn.to_nengo import to_nengo
+from tests.onnx_models import branching, mlp
+
+nengo = pytest.importorskip("nengo")
+RNG = np.random.default_rng(5)
+
+
+def parameters(network):
+    """Every parameter array of a network by role and order: conv kernels, dense matrices, bias vectors
+    (dense transforms from a 1-D constant node), and each ensemble's gain and bias."""
+    params, counts = {}, {}
+
+    def add(kind, value):
+        params[f"{kind}{counts.get(kind, 0)}"] = np.asarray(value)
+        counts[kind] = counts.get(kind, 0) + 1
+
+    for conn in network.all_connections:
+        t = conn.transform
+        if isinstance(t, nengo.Convolution):
+            add("conv", t.init)
+        elif isinstance(t, nengo.Dense) and np.ndim(t.init) == 2:
+            add("bias" if conn.pre_obj.size_out == 1 else "dense", t.init)
+    for ens in network.all_ensembles:
+        params[f"{ens.label}.gain"], params[f"{ens.label}.bias"] = np.asarray(ens.gain), np.asarray(ens.bias)
+    return params
+
+
+def f32(*shape, low=None, high=None):
+    """Random float32 values, as NengoDL's trained parameters are (ONNX-SNN stores float32)."""
+    values = RNG.uniform(low, high, shape) if low is not None else RNG.normal(size=shape)
+    return values.astype(np.float32).astype(np.float64)
+
+
+def nengo_conv_net():
+    """A NengoDL-example-style net built in Nengo directly: channels-last strided convs, LIF, dense."""
+    lif = nengo.LIF(amplitude=0.01)
+    gain, bias = (v.astype(np.float32) for v in lif.gain_bias(np.array([100.0]), np.array([0.0])))
+    with nengo.Network(label="convnet") as net:
+        inp = nengo.Node(np.zeros(8 * 8 * 1), label="image")
+        conv1 = nengo.Convolution(4, (8, 8, 1), kernel_size=(3, 3), strides=(1, 1), channels_last=True,
+                                  init=f32(3, 3, 1, 4))
+        e1 = nengo.Ensemble(conv1.output_shape.size, 1, neuron_type=lif, gain=np.full(conv1.output_shape.size, gain[0]),
+                            bias=np.full(conv1.output_shape.size, bias[0]), label="e1")
+        nengo.Connection(inp, e1.neurons, transform=conv1, synapse=None)
+        conv2 = nengo.Convolution(6, conv1.output_shape.shape, kernel_size=(3, 3), strides=(2, 2), channels_last=True,
+                                  padding="same", init=f32(3, 3, 4, 6))
+        e2 = nengo.Ensemble(conv2.output_shape.size, 1, neuron_type=lif, gain=f32(conv2.output_shape.size, low=1, high=2),
+                            bias=f32(conv2.output_shape.size), label="e2")
+        nengo.Connection(e1.neurons, e2.neurons, transform=conv2, synapse=None)
+        out = nengo.Node(size_in=5, label="logits")
+        nengo.Connection(e2.neurons, out, transform=f32(5, conv2.output_shape.size), synapse=None)
+        one = nengo.Node([1.0], label="one")
+        nengo.Connection(one, out, transform=f32(5, 1), synapse=None)
+    return net, inp, out
+
+
+def test_nengo_net_round_trip_keeps_every_weight_bit_for_bit():
+    net, inp, out = nengo_conv_net()
+    exported = from_nengo(net, {"image": inp}, {"logits": out}, input_shapes={"image": (8, 8, 1)})
+    onnx.checker.check_model(exported, full_check=True)
+    before, after = parameters(net), parameters(to_nengo(exported).network)
+    assert sorted(before) == sorted(after) == ["bias0", "conv0", "conv1", "dense0",
+                                               "e1.bias", "e1.gain", "e2.bias", "e2.gain"]
+    for key, value in before.items():
+        np.testing.assert_array_equal(after[key].reshape(value.shape), value, err_msg=key)
+
+
+def test_onnx_to_nengo_to_onnx_gives_the_same_outputs():
+    source = to_snn(branching(), "LIF", params={"amplitude": 0.05}, max_rates=200, intercepts=-0.5)
+    built = to_nengo(source)
+    exported = from_nengo(built.network, built.inputs, {"y": built.outputs["y"].target},
+                          input_shapes=built.input_shapes, simulation=built.simulation)
+    x = RNG.normal(size=(3, 2, 6, 6)).astype(np.float32)
+    logits = run_single(ort_session(exported), x)[0]
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)  # the Softmax was dropped on the way into Nengo
+    np.testing.assert_allclose(probs, run_single(ort_session(source), x)[0], rtol=1e-4, atol=1e-6)
+
+
+def test_trained_weights_are_exported():
+    """A NengoDL training step changes the weights; freeze_params + from_nengo carries the new values."""
+    nengo_dl = pytest.importorskip("nengo_dl")
+    import tensorflow as tf
+
+    built = to_nengo(to_snn(mlp(), "SoftLIFRate", max_rates=100, intercepts=0))
+    before = parameters(built.network)
+    with nengo_dl.Simulator(built.network, minibatch_size=4, progress_bar=False) as sim:
+        sim.compile(optimizer=tf.optimizers.SGD(0.1), loss={built.outputs["y"]: tf.losses.mse})
+        x = RNG.normal(size=(4, 1, 6)).astype(np.float32)
+        sim.fit({built.inputs["x"]: x}, {built.outputs["y"]: np.ones((4, 1, 4), np.float32)}, epochs=2, verbose=0)
+        sim.freeze_params(built.network)
+    after = parameters(built.network)
+    assert not np.array_equal(after["dense0"], before["dense0"])
+    exported = from_nengo(built.network, built.inputs, {"y": built.outputs["y"].target}, input_shapes=built.input_shapes)
+    np.testing.assert_array_equal(parameters(to_nengo(exported).network)["dense0"], after["dense0"])
+
+
+def test_synapses_are_refused():
+    with nengo.Network() as net:
+        a = nengo.Node(np.zeros(2), label="a")
+        b = nengo.Node(size_in=2, label="b")
+        nengo.Connection(a, b)  # default synapse
+    with pytest.raises(SNNError, match="has a synapse; ONNX-SNN graphs are instantaneous"):
+        from_nengo(net, {"a": a}, {"b": b})
+
+
+def test_decoded_connections_are_refused():
+    with nengo.Network() as net:
+        a = nengo.Node(np.zeros(2), label="a")
+        ens = nengo.Ensemble(10, 2)
+        nengo.Connection(a, ens, synapse=None)
+    with pytest.raises(SNNError, match="decoded .* connections are not supported"):
+        from_nengo(net, {"a": a}, {"e": ens.neurons})
