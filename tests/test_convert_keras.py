@@ -101,3 +101,23 @@ def test_export_large_model_requires_a_keras_path(monkeypatch, tmp_path, lenet):
     monkeypatch.setattr(keras_converter, "IN_PROCESS_MAX_PARAMS", 10)
     with pytest.raises(ConversionError, match="pass keras_path"):
         keras_converter.export(lenet, tmp_path / "m.onnx")
+
+
+def test_zero_biases_are_kept_and_stay_zero(images):
+    """TensorFlow folds `x + 0` away; an untrained model must still carry every bias, as zeros."""
+    from onnx import numpy_helper
+
+    from onnxlab.zoo import kim2021_snn_cnn
+
+    model = kim2021_snn_cnn()
+    before = [w.copy() for w in model.get_weights()]
+    onx = to_onnx(model, np.zeros((1, 28, 28, 1), np.float32))
+    shapes = sorted(tuple(i.dims) for i in onx.graph.initializer if len(i.dims) == 1 and i.dims[0] in (32, 64, 128, 784, 10))
+    assert shapes == [(10,), (32,), (64,), (128,), (784,)]
+    for init in onx.graph.initializer:
+        if tuple(init.dims) in shapes:
+            assert not numpy_helper.to_array(init).any()
+    for a, b in zip(before, model.get_weights()):  # the Keras model is left as it was
+        np.testing.assert_array_equal(a, b)
+    x = np.random.default_rng(1).random((3, 28, 28, 1), dtype=np.float32)
+    np.testing.assert_allclose(run_single(ort_session(onx), x)[0], model.predict(x, verbose=0), atol=ATOL)

@@ -120,3 +120,26 @@ def test_decoded_connections_are_refused():
         nengo.Connection(a, ens, synapse=None)
     with pytest.raises(SNNError, match="decoded .* connections are not supported"):
         from_nengo(net, {"a": a}, {"e": ens.neurons})
+
+
+def test_permutations_export_as_gather_and_come_back_as_the_same_sparse_transform():
+    """A flatten-order permutation (Transpose in ONNX, Sparse in Nengo) must not become a dense matrix."""
+    from onnx import TensorProto, helper
+
+    from onnxlab.formats import ONNX_OPSET, finalize
+    from onnxlab.snn import layout
+
+    perm = layout.flatten_permutation(3, 2, 4)
+    with nengo.Network() as net:
+        inp = nengo.Node(np.zeros(24), label="x")
+        out = nengo.Node(size_in=24, label="y")
+        nengo.Connection(inp, out, transform=nengo.Sparse((24, 24), indices=np.stack([np.arange(24), perm], 1),
+                                                           init=np.ones(24)), synapse=None)
+    exported = from_nengo(net, {"x": inp}, {"y": out})
+    assert "Gather" in [n.op_type for n in exported.graph.node] and "MatMul" not in [n.op_type for n in exported.graph.node]
+    x = RNG.normal(size=(2, 24)).astype(np.float32)
+    np.testing.assert_array_equal(run_single(ort_session(exported), x)[0], x[:, perm])
+    back = to_nengo(exported).network
+    sparse = [c.transform for c in back.all_connections if isinstance(c.transform, nengo.Sparse)]
+    assert len(sparse) == 1
+    np.testing.assert_array_equal(sparse[0].init.toarray(), net.connections[0].transform.init.toarray())

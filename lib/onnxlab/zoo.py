@@ -218,6 +218,30 @@ def keras_application(name: str, weights: str = "auto"):
     return model, weights
 
 
+def kim2021_snn_cnn(activation: str = "relu"):
+    """The spiking CNN of Kim et al. 2021 (Tables K1, K4), as a Keras model.
+
+    conv 32@3x3 (26x26) → conv 64@3x3 stride 2 (12x12) → conv 128@3x3 stride 2 (5x5) →
+    flatten (3200) → dense 784 → dense 10 (logits). The strides follow NengoDL's spiking MNIST
+    example, which gives the paper's flatten size of 3200. ``activation`` marks where
+    `onnxlab.snn.to_snn` puts the spiking neurons. Input (N, 28, 28, 1).
+    """
+    from onnxlab.reproducibility import quiet
+
+    quiet()
+    from keras import Sequential, layers
+
+    return Sequential([
+        layers.Input(MNIST_SHAPE, name="image"),
+        layers.Conv2D(32, 3, activation=activation),
+        layers.Conv2D(64, 3, strides=2, activation=activation),
+        layers.Conv2D(128, 3, strides=2, activation=activation),
+        layers.Flatten(),
+        layers.Dense(784, activation=activation),
+        layers.Dense(10),
+    ], name="Kim2021-SNN-CNN")
+
+
 @dataclass(frozen=True)
 class DLSpec:
     """A Keras model of Table K3.

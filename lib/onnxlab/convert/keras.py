@@ -1,6 +1,7 @@
 """Keras -> ONNX with tf2onnx, in-process for small models and in a fresh process for big ones.
 
-tf2onnx's graph optimisation copies every constant several times: VGG16 (138 M parameters)
+Zero biases (untrained layers) are kept: TensorFlow would fold ``x + 0`` away (see
+`_mark_zero_biases`). tf2onnx's graph optimisation copies every constant several times: VGG16 (138 M parameters)
 exhausted 24 GiB in-process. `convert_file` runs the conversion in a child process with
 ``large_model=True`` (tensors kept outside the protobuf during conversion), so the peak is
 returned to the system when the child exits, and writes one self-contained ``.onnx`` file.
@@ -11,6 +12,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Sequence
@@ -50,8 +52,48 @@ def _input_signature(model: Any, example_input: Any) -> list:
     return signature
 
 
-def convert(model: Any, example_input: Any, *, large_model: bool = False,
-            output_path: str | os.PathLike | None = None) -> onnx.ModelProto:
+#: Step between the values of a zero-bias sentinel (a power of two: every sentinel is exact in float32).
+SENTINEL_STEP = 2.0 ** -10
+
+
+def _mark_zero_biases(model: Any) -> list[tuple[Any, list[np.ndarray], np.ndarray]]:
+    """Give every all-zero bias a unique sentinel value so that TensorFlow does not fold it away.
+
+    TensorFlow's graph optimisation removes ``x + 0``, so an untrained (or zero-bias) Keras layer
+    would lose its bias tensor in ONNX. Returns (layer, original weights, sentinel) per layer.
+    """
+    marked = []
+    for index, layer in enumerate(model.layers):
+        bias = getattr(layer, "bias", None)
+        if bias is None:
+            continue
+        values = bias.numpy()
+        if values.ndim != 1 or np.any(values):
+            continue
+        sentinel = ((np.arange(values.size) + 1 + 8192 * (index + 1)) * SENTINEL_STEP).astype(values.dtype)
+        original = layer.get_weights()
+        bias.assign(sentinel)
+        marked.append((layer, original, sentinel))
+    return marked
+
+
+def _zero_sentinels(proto: onnx.ModelProto, marked: list) -> None:
+    """Zero the sentinel initializers that `_mark_zero_biases` planted, in the converted model."""
+    from onnx import numpy_helper
+
+    initializers = {i.name: i for i in proto.graph.initializer}
+    for layer, _, sentinel in marked:
+        found = [name for name, init in initializers.items()
+                 if init.data_type == onnx.TensorProto.FLOAT and int(np.prod(init.dims)) == sentinel.size
+                 and np.array_equal(numpy_helper.to_array(init).ravel(), sentinel)]
+        if not found:
+            warnings.warn(f"layer {layer.name}: its zero bias was folded into other constants by the converter")
+        for name in found:
+            zero = np.zeros(tuple(initializers[name].dims), np.float32)
+            initializers[name].CopyFrom(numpy_helper.from_array(zero, name))
+
+
+def convert(model: Any, example_input: Any, *, large_model: bool = False) -> onnx.ModelProto:
     """Convert a built Keras model with ``tf2onnx.convert.from_keras``.
 
     Parameters
@@ -61,10 +103,9 @@ def convert(model: Any, example_input: Any, *, large_model: bool = False,
     example_input
         Array (or list of arrays, one per model input) of shape (N, ...).
     large_model
-        Use tf2onnx's large-model mode (needs ``output_path``, a ``.zip``); the returned
-        proto then refers to tensors stored in that archive.
-    output_path
-        Where tf2onnx writes the archive in large-model mode.
+        Use tf2onnx's large-model mode, which keeps tensors out of the protobuf while
+        converting (much lower peak memory for big models); the result is loaded back into one
+        in-memory proto (models under the 2 GB protobuf limit).
     """
     from onnxlab.reproducibility import quiet
 
@@ -74,13 +115,23 @@ def convert(model: Any, example_input: Any, *, large_model: bool = False,
     if not hasattr(model, "inputs") or not model.inputs:
         raise ConversionError(f"{type(model).__name__} has no defined inputs: build or call it first")
     signature = _input_signature(model, example_input)
+    marked = _mark_zero_biases(model)
     try:
-        proto, _ = tf2onnx.convert.from_keras(
-            model, input_signature=signature, opset=ONNX_OPSET,
-            large_model=large_model, output_path=str(output_path) if output_path else None,
-        )
+        with tempfile.TemporaryDirectory() as tmp:
+            archive = Path(tmp) / "model.zip"
+            proto, _ = tf2onnx.convert.from_keras(
+                model, input_signature=signature, opset=ONNX_OPSET, large_model=large_model,
+                output_path=str(archive) if large_model else None)
+            if large_model:
+                with zipfile.ZipFile(archive) as z:
+                    z.extractall(tmp)
+                proto = onnx.load(os.path.join(tmp, "__MODEL_PROTO.onnx"), load_external_data=True)
     except Exception as exc:
         raise ConversionError(f"tf2onnx could not convert Keras model {model.name!r}: {exc}") from exc
+    finally:
+        for layer, original, _ in marked:
+            layer.set_weights(original)
+    _zero_sentinels(proto, marked)
     return proto
 
 
@@ -150,12 +201,7 @@ def _convert_file_here(keras_path: str, onnx_path: str) -> None:
 
     model = keras.models.load_model(keras_path, compile=False)
     example = [np.zeros((1, *t.shape[1:]), dtype=t.dtype.as_numpy_dtype) for t in model.inputs]
-    with tempfile.TemporaryDirectory() as tmp:
-        archive = Path(tmp) / "model.zip"
-        convert(model, example, large_model=True, output_path=archive)
-        with zipfile.ZipFile(archive) as z:
-            z.extractall(tmp)
-        proto = onnx.load(os.path.join(tmp, "__MODEL_PROTO.onnx"), load_external_data=True)
+    proto = convert(model, example, large_model=True)
     proto.graph.name = model.name
     save_model(finalize(proto, full_check=True), onnx_path)
 

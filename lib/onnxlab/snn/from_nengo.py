@@ -6,7 +6,8 @@ of its incoming connections, each turned into ONNX ops by its transform:
 - ``nengo.Dense`` -> ``MatMul`` (matrix, stored (in, out)) or ``Mul`` (scalar or diagonal);
 - ``nengo.Convolution`` -> ``Conv`` (kernel remapped by `onnxlab.snn.layout`), with the
   transposes a channels-last convolution needs;
-- ``nengo.Sparse`` -> ``MatMul`` with the equivalent dense matrix (size-limited);
+- ``nengo.Sparse`` -> ``Gather`` when it selects/permutes (one input of weight 1 per output),
+  else ``MatMul`` with the equivalent dense matrix (size-limited);
 - ``nengo.transforms.NoTransform`` -> nothing.
 
 Input nodes become graph inputs, constant nodes become constants folded through their
@@ -95,6 +96,9 @@ def _transform(g: _Graph, conn: Any, value: str, base: str) -> str:
     if isinstance(t, nengo.Convolution):
         return _convolution(g, t, value, base)
     if isinstance(t, nengo.Sparse):
+        selection = _selection(t)
+        if selection is not None:  # a permutation / selection: cheap and exact as a Gather
+            return g.op("Gather", [value, g.const(f"{base}.index", selection)], base, axis=1)
         return g.op("MatMul", [value, g.const(f"{base}.weight", _sparse_matrix(t, base).T)], base)
     raise SNNError(f"connection into {base!r}: transform {type(t).__name__} is not supported")
 
@@ -232,6 +236,20 @@ def from_nengo(network: Any, inputs: dict[str, Any], outputs: dict[str, Any], *,
     install_functions(model)
     (simulation or Simulation()).write(model)
     return finalize(model)
+
+
+def _selection(t: Any) -> np.ndarray | None:
+    """For a Sparse transform whose every output row takes exactly one input with weight 1, the
+    input index of each output (int64, length out); else None."""
+    if not hasattr(t.init, "toarray"):
+        return None
+    rows, cols = t.init.indices[:, 0], t.init.indices[:, 1]
+    data = np.broadcast_to(np.asarray(t.init.data), rows.shape)
+    if len(rows) != t.shape[0] or not np.all(data == 1) or not np.array_equal(np.sort(rows), np.arange(t.shape[0])):
+        return None
+    index = np.empty(t.shape[0], np.int64)
+    index[rows] = cols
+    return index
 
 
 def _sparse_matrix(t: Any, where: str) -> np.ndarray:

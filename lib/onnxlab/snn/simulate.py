@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 import onnx
@@ -15,7 +16,8 @@ VERIFY_RTOL = 1e-4
 
 
 def simulate(model: NengoModel, x: np.ndarray, *, n_steps: int | None = None, minibatch_size: int = 100,
-             filtered: bool = False, progress_bar: bool = False) -> dict[str, np.ndarray]:
+             filtered: bool = False, progress_bar: bool = False,
+             extra_probes: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
     """Present each sample of ``x`` for ``n_steps`` steps and return every output over time.
 
     Parameters
@@ -28,11 +30,16 @@ def simulate(model: NengoModel, x: np.ndarray, *, n_steps: int | None = None, mi
         Samples simulated in parallel; ``x`` is padded to a multiple of it.
     filtered
         Read the probes filtered with the file's synapse instead of the raw outputs.
+    extra_probes
+        Name -> Nengo object (e.g. ``ensemble.neurons[:20]``) to probe unfiltered as well;
+        returned flat, shape (N, n_steps, size).
+
+    Every sample starts from rest (NengoDL ``stateful=False``): no state carries over.
 
     Returns
     -------
     dict
-        Output name -> array of shape (N, n_steps, *output_shape).
+        Output name -> array of shape (N, n_steps, *output_shape), plus the extra probes.
     """
     import nengo_dl
     import tensorflow as tf
@@ -49,13 +56,20 @@ def simulate(model: NengoModel, x: np.ndarray, *, n_steps: int | None = None, mi
     padded = -len(x) % batch
     data = np.concatenate([x.reshape(len(x), -1), np.zeros((padded, x[0].size), np.float32)])
     data = np.repeat(data[:, None, :], n_steps, axis=1)
+    import nengo
+
     probes = model.filtered_outputs if filtered else model.outputs
+    with model.network:
+        nengo_dl.configure_settings(stateful=False)
+        extra = {name: nengo.Probe(obj, synapse=None) for name, obj in (extra_probes or {}).items()}
     tf.get_logger().setLevel("ERROR")
     with nengo_dl.Simulator(model.network, dt=model.simulation.dt, minibatch_size=batch,
                             progress_bar=progress_bar) as sim:
         result = sim.predict({node: data}, verbose=int(progress_bar))
-    return {out: result[probe][:len(x)].reshape(len(x), n_steps, *model.output_shapes[out])
-            for out, probe in probes.items()}
+    out = {name: result[probe][:len(x)].reshape(len(x), n_steps, *model.output_shapes[name])
+           for name, probe in probes.items()}
+    out.update({name: result[probe][:len(x)] for name, probe in extra.items()})
+    return out
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:

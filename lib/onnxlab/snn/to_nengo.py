@@ -184,6 +184,18 @@ def _transpose(b: Builder, node: onnx.NodeProto) -> None:
     b.tensors[node.output[0]] = out
 
 
+@builds("Gather")
+def _gather(b: Builder, node: onnx.NodeProto) -> None:
+    """Selection along the flat feature axis (axis=1) with constant indices, as a Sparse transform."""
+    src = b.tensor(node.input[0], node)
+    index = b.const(node.input[1], node)
+    if _attrs(node).get("axis", 0) != 1 or len(src.shape) != 1 or index.ndim != 1:
+        raise SNNError(f"{_label(node)}: only Gather along axis 1 of a flat tensor with 1-D indices is supported")
+    out = b.passthrough(index.shape, node.name or node.output[0])
+    b.connect(src, out.obj, b.index_transform(out.size, src.size, np.arange(out.size), index % src.size))
+    b.tensors[node.output[0]] = out
+
+
 def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     out = math.ceil(size / stride)
     total = max((out - 1) * stride + kernel - size, 0)
