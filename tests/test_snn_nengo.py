@@ -106,3 +106,18 @@ def test_wrong_input_shape_is_reported():
     built = to_nengo(to_snn(mlp()))
     with pytest.raises(SNNError, match=r"input 'x' expects samples of shape \(6,\), got \(5,\)"):
         simulate(built, np.zeros((2, 5), np.float32))
+
+
+def test_only_onnx_weights_are_trainable_in_nengo_dl():
+    """Conv and dense weights train; transposes, pooling, concatenation and biases stay fixed."""
+    import nengo
+
+    built = to_nengo(to_snn(branching(), "LIF", max_rates=100, intercepts=0))
+    trainable = {}
+    for conn in built.network.all_connections:
+        kind = type(conn.transform).__name__
+        if isinstance(conn.transform, nengo.Dense) and conn.pre_obj.size_out == 1:
+            kind = "bias"
+        trainable.setdefault(kind, set()).add(built.network.config[conn].trainable is not False)  # None: default
+    assert trainable["Convolution"] == {True} and trainable["Dense"] == {True}
+    assert trainable["Sparse"] == {False} and trainable["bias"] == {False} and trainable["NoTransform"] == {False}

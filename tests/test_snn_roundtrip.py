@@ -7,31 +7,12 @@ from onnxlab.errors import SNNError
 from onnxlab.runtime import ort_session, run_single
 from onnxlab.snn import to_snn
 from onnxlab.snn.from_nengo import from_nengo
+from onnxlab.snn.parameters import max_abs_difference, nengo_parameters as parameters
 from onnxlab.snn.to_nengo import to_nengo
 from tests.onnx_models import branching, mlp
 
 nengo = pytest.importorskip("nengo")
 RNG = np.random.default_rng(5)
-
-
-def parameters(network):
-    """Every parameter array of a network by role and order: conv kernels, dense matrices, bias vectors
-    (dense transforms from a 1-D constant node), and each ensemble's gain and bias."""
-    params, counts = {}, {}
-
-    def add(kind, value):
-        params[f"{kind}{counts.get(kind, 0)}"] = np.asarray(value)
-        counts[kind] = counts.get(kind, 0) + 1
-
-    for conn in network.all_connections:
-        t = conn.transform
-        if isinstance(t, nengo.Convolution):
-            add("conv", t.init)
-        elif isinstance(t, nengo.Dense) and np.ndim(t.init) == 2:
-            add("bias" if conn.pre_obj.size_out == 1 else "dense", t.init)
-    for ens in network.all_ensembles:
-        params[f"{ens.label}.gain"], params[f"{ens.label}.bias"] = np.asarray(ens.gain), np.asarray(ens.bias)
-    return params
 
 
 def f32(*shape, low=None, high=None):
@@ -68,10 +49,11 @@ def test_nengo_net_round_trip_keeps_every_weight_bit_for_bit():
     exported = from_nengo(net, {"image": inp}, {"logits": out}, input_shapes={"image": (8, 8, 1)})
     onnx.checker.check_model(exported, full_check=True)
     before, after = parameters(net), parameters(to_nengo(exported).network)
-    assert sorted(before) == sorted(after) == ["bias0", "conv0", "conv1", "dense0",
-                                               "e1.bias", "e1.gain", "e2.bias", "e2.gain"]
+    assert sorted(before) == sorted(after) == ["bias0", "conv0.kernel", "conv1.kernel", "dense0.weight",
+                                               "ensemble0.bias", "ensemble0.gain", "ensemble1.bias", "ensemble1.gain"]
     for key, value in before.items():
         np.testing.assert_array_equal(after[key].reshape(value.shape), value, err_msg=key)
+    assert max_abs_difference(before, after) == 0.0
 
 
 def test_onnx_to_nengo_to_onnx_gives_the_same_outputs():
@@ -99,9 +81,10 @@ def test_trained_weights_are_exported():
         sim.fit({built.inputs["x"]: x}, {built.outputs["y"]: np.ones((4, 1, 4), np.float32)}, epochs=2, verbose=0)
         sim.freeze_params(built.network)
     after = parameters(built.network)
-    assert not np.array_equal(after["dense0"], before["dense0"])
+    assert not np.array_equal(after["dense0.weight"], before["dense0.weight"])
     exported = from_nengo(built.network, built.inputs, {"y": built.outputs["y"].target}, input_shapes=built.input_shapes)
-    np.testing.assert_array_equal(parameters(to_nengo(exported).network)["dense0"], after["dense0"])
+    np.testing.assert_array_equal(parameters(to_nengo(exported).network)["dense0.weight"], after["dense0.weight"])
+    assert np.array_equal(parameters(built.network)["bias0"], before["bias0"]), "ONNX biases are not trainable"
 
 
 def test_synapses_are_refused():
@@ -143,3 +126,26 @@ def test_permutations_export_as_gather_and_come_back_as_the_same_sparse_transfor
     sparse = [c.transform for c in back.all_connections if isinstance(c.transform, nengo.Sparse)]
     assert len(sparse) == 1
     np.testing.assert_array_equal(sparse[0].init.toarray(), net.connections[0].transform.init.toarray())
+
+
+def test_max_abs_difference_counts_a_missing_tensor_as_zeros():
+    before = {"bias0": np.zeros(3), "w": np.array([1.0, 2.0])}
+    assert max_abs_difference(before, {"w": np.array([1.0, 2.0])}) == 0.0
+    assert max_abs_difference({"b": np.array([0.5])}, {}) == 0.5
+    with pytest.raises(ValueError, match=r"w: \(2,\) before, \(3,\) after"):
+        max_abs_difference(before, {"w": np.zeros(3)})
+
+
+def test_spiking_outputs_are_identical_after_the_round_trip():
+    """Same weights and the same seeded initial state give the same spikes, step for step."""
+    from onnxlab.snn.simulate import simulate
+
+    source = to_snn(branching(), "LIF", params={"amplitude": 0.05}, max_rates=200, intercepts=-0.5)
+    built = to_nengo(source)
+    exported = from_nengo(built.network, built.inputs, {"y": built.outputs["y"].target},
+                          input_shapes=built.input_shapes, simulation=built.simulation)
+    x = RNG.normal(size=(4, 2, 6, 6)).astype(np.float32)
+    before = simulate(built, x, n_steps=25)["y"]
+    after = simulate(to_nengo(exported), x, n_steps=25)["y"]
+    assert np.abs(before).max() > 0
+    np.testing.assert_array_equal(after, before)

@@ -65,3 +65,24 @@ def explain_ratio_difference(model: str, ours: tuple[float, float, int], paper: 
             f"{per_call(ours[0], ours[2])} here vs {per_call(paper[0], paper[2])} in the paper ({base_change:.2g}x), "
             f"ONNX Runtime {per_call(ours[1], ours[2])} vs {per_call(paper[1], paper[2])} ({ort_change:.2g}x): "
             f"the difference comes mostly from {mover} (the paper used 2021 library versions and another CPU).")
+
+
+#: Kim, Han, Heo 2021, Table 5 (our Table K4): spiking MNIST accuracy before and after the ONNX round trip.
+KIM2021_SNN_ACCURACY: tuple[float, float] = (0.987, 0.987)
+
+#: Kim, Han, Heo 2021, Table 2 (our Table K1): parameter shapes of the spiking CNN, NengoDL side and
+#: ONNX side, in input-to-output order (the paper prints the ONNX column reversed), each with the
+#: parameter role it corresponds to in onnxlab (`onnxlab.snn.parameters`). Layer biases of the
+#: paper's NengoDL Keras layers correspond to our ensembles' (per-neuron) biases.
+KIM2021_WEIGHT_SHAPES: list[tuple[str, str, tuple[int, ...], tuple[int, ...]]] = [
+    ("conv 1 kernel", "conv0.kernel", (3, 3, 1, 32), (32, 1, 3, 3)),
+    ("conv 1 bias", "ensemble0.bias", (32,), (32,)),
+    ("conv 2 kernel", "conv1.kernel", (3, 3, 32, 64), (64, 32, 3, 3)),
+    ("conv 2 bias", "ensemble1.bias", (64,), (64,)),
+    ("conv 3 kernel", "conv2.kernel", (3, 3, 64, 128), (128, 64, 3, 3)),
+    ("conv 3 bias", "ensemble2.bias", (128,), (128,)),
+    ("dense 1 weight", "dense0.weight", (3200, 784), (3200, 784)),
+    ("dense 1 bias", "ensemble3.bias", (784,), (784,)),
+    ("dense 2 weight", "dense1.weight", (784, 10), (784, 10)),
+    ("dense 2 bias", "bias4", (10,), (10,)),
+]

@@ -211,7 +211,7 @@ def from_nengo(network: Any, inputs: dict[str, Any], outputs: dict[str, Any], *,
         total = terms[0]
         for term in terms[1:]:
             total = g.op("Add", [total, term], f"{base}.sum")
-        if constant is not None:
+        if constant is not None and np.any(constant):  # adding zeros is exact: leave it out
             total = g.op("Add", [total, g.const(f"{base}.bias", constant)], f"{base}.plus_bias")
         if isinstance(obj, nengo.ensemble.Neurons):
             ens = obj.ensemble

@@ -23,6 +23,10 @@ class Simulation:
         Time steps each input is presented for.
     synapse
         Time constant (seconds) of the lowpass filter on the output probe; None for no filter.
+    seed
+        Base seed of the ensembles (ensemble i gets ``seed + i``): it fixes the neurons' random
+        initial state (Nengo starts LIF voltages uniformly in [0, 1)), so the same file always
+        produces the same spikes.
 
     Defaults are those of NengoDL's spiking MNIST example (dt 1 ms, 30 steps, 0.1 s synapse).
     """
@@ -30,6 +34,7 @@ class Simulation:
     dt: float = 0.001
     n_steps: int = 30
     synapse: float | None = 0.1
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if not self.dt > 0:
@@ -59,7 +64,7 @@ class Simulation:
                 continue
             text = stored[f.name]
             try:
-                values[f.name] = None if text == "none" else (int(text) if f.name == "n_steps" else float(text))
+                values[f.name] = None if text == "none" else (int(text) if f.type in (int, "int") else float(text))
             except ValueError:
                 raise SNNError(f"metadata {METADATA_PREFIX}{f.name}={text!r} is not a number") from None
         return cls(**values)

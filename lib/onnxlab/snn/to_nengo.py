@@ -87,10 +87,12 @@ def _label(node: onnx.NodeProto) -> str:
 class Builder:
     """State shared by the op builders while a network is being built."""
 
-    def __init__(self, model: onnx.ModelProto, *, rate: bool, max_pool: str):
+    def __init__(self, model: onnx.ModelProto, network: Any, *, rate: bool, max_pool: str, seed: int = 0):
         import nengo
 
         self.nengo = nengo
+        self.network = network
+        self.seed = seed
         self.model = model
         self.rate = rate
         self.max_pool = max_pool
@@ -114,16 +116,24 @@ class Builder:
     def passthrough(self, shape: tuple[int, ...], label: str) -> Tensor:
         return Tensor(self.nengo.Node(size_in=int(np.prod(shape)), label=label), tuple(int(s) for s in shape))
 
-    def connect(self, pre: Tensor, post: Any, transform: Any = None) -> None:
-        """Connect without synapse; no transform means identity (``nengo.transforms.NoTransform``)."""
-        self.nengo.Connection(pre.obj, post, transform=transform, synapse=None)
+    def connect(self, pre: Tensor | Any, post: Any, transform: Any = None, *, trainable: bool = False) -> None:
+        """Connect without synapse; no transform means identity (``nengo.transforms.NoTransform``).
+
+        Only connections carrying ONNX weights (Conv, Gemm, MatMul) pass ``trainable=True``:
+        structural transforms (transposes, pooling, concatenation, selections) and biases are
+        fixed in NengoDL, so training changes exactly what the ONNX file stores as weights
+        (plus the ensembles' own biases).
+        """
+        conn = self.nengo.Connection(getattr(pre, "obj", pre), post, transform=transform, synapse=None)
+        if not trainable:
+            self.network.config[conn].trainable = False
 
     def add_bias(self, post: Tensor, bias: np.ndarray) -> None:
-        """Add a constant vector (broadcast to ``post.shape``) via a connection from a constant node."""
+        """Add a constant vector (broadcast to ``post.shape``) via a fixed connection from a constant node."""
         if self._one is None:
             self._one = self.nengo.Node([1.0], label="one")
         vector = np.broadcast_to(np.asarray(bias, np.float64), post.shape).ravel()
-        self.nengo.Connection(self._one, post.obj, transform=vector[:, None], synapse=None)
+        self.connect(self._one, post.obj, vector[:, None])
 
     def index_transform(self, out_size: int, in_size: int, rows: np.ndarray, cols: np.ndarray,
                         values: np.ndarray | float = 1.0):
@@ -240,7 +250,7 @@ def _conv(b: Builder, node: onnx.NodeProto) -> None:
         n_filters=int(weight.shape[0]), input_shape=src.shape, kernel_size=kernel, strides=strides,
         padding=padding, channels_last=False, init=layout.conv_kernel_from_onnx(weight))
     out = b.passthrough(transform.output_shape.shape, node.name or node.output[0])
-    b.connect(src, out.obj, transform)
+    b.connect(src, out.obj, transform, trainable=True)
     if len(node.input) > 2 and node.input[2]:
         b.add_bias(out, b.const(node.input[2], node)[:, None, None])
     b.tensors[node.output[0]] = out
@@ -270,7 +280,8 @@ def _dense(b: Builder, node: onnx.NodeProto, src: Tensor, weight: np.ndarray) ->
         raise SNNError(f"{_label(node)}: needs a flat input and an (in, out) weight; got input {src.shape}, "
                        f"weight {weight.shape}")
     out = b.passthrough((weight.shape[1],), node.name or node.output[0])
-    b.connect(src, out.obj, b.nengo.Dense((weight.shape[1], weight.shape[0]), init=layout.dense_to_gemm(weight)))
+    b.connect(src, out.obj, b.nengo.Dense((weight.shape[1], weight.shape[0]), init=layout.dense_to_gemm(weight)),
+              trainable=True)
     b.tensors[node.output[0]] = out
 
 
@@ -374,7 +385,8 @@ def _neuron(b: Builder, node: onnx.NodeProto) -> None:
     src = b.tensor(node.input[0], node)
     gain, bias = (np.broadcast_to(b.const(n, node).astype(np.float64), src.shape).ravel() for n in node.input[1:3])
     ensemble = b.nengo.Ensemble(src.size, 1, neuron_type=op.nengo_type(params), gain=gain.copy(),
-                                bias=bias.copy(), label=node.name or node.output[0])
+                                bias=bias.copy(), label=node.name or node.output[0],
+                                seed=b.seed + len(b.ensembles))
     b.connect(src, ensemble.neurons)
     b.ensembles[node.name or node.output[0]] = ensemble
     b.tensors[node.output[0]] = Tensor(ensemble.neurons, src.shape)
@@ -443,10 +455,11 @@ def to_nengo(model: onnx.ModelProto | str | os.PathLike, *, rate: bool = False,
     SNNError
         Naming the first node whose op or attributes Nengo cannot represent.
     """
+    import nengo
+    import nengo_dl
+
     from onnxlab.formats import load_model
     from onnxlab.snn.legacy import is_legacy
-
-    import nengo
 
     if max_pool not in MAX_POOL_MODES:
         raise SNNError(f"max_pool must be one of {MAX_POOL_MODES}, got {max_pool!r}")
@@ -455,11 +468,13 @@ def to_nengo(model: onnx.ModelProto | str | os.PathLike, *, rate: bool = False,
         raise SNNError("this is a legacy ONNX-SNN file (neuron ops in the default domain): "
                        "upgrade it first with `onnxlab upgrade` / onnxlab.snn.upgrade")
     source = fold_batch_norm(source)
-    b = Builder(source, rate=rate, max_pool=max_pool)
+    network = nengo.Network(label=source.graph.name or "onnx-snn")
+    simulation = Simulation.read(source)
+    b = Builder(source, network, rate=rate, max_pool=max_pool, seed=simulation.seed)
     graph_outputs = [o.name for o in source.graph.output]
     inputs, input_shapes, softmax_dropped = {}, {}, set()
-    network = nengo.Network(label=source.graph.name or "onnx-snn")
     with network:
+        nengo_dl.configure_settings(trainable=None)  # lets Builder.connect mark connections fixed
         for value in source.graph.input:
             if value.name in b.consts:
                 continue
@@ -487,7 +502,6 @@ def to_nengo(model: onnx.ModelProto | str | os.PathLike, *, rate: bool = False,
             else:
                 raise SNNError(f"{_label(node)}: no Nengo builder for this op; supported: "
                                f"{', '.join(sorted(BUILDERS))}, output Softmax, and {ONNX_SNN_DOMAIN} neuron ops")
-        simulation = Simulation.read(source)
         outputs, filtered, output_shapes = {}, {}, {}
         for name in graph_outputs:
             tensor = b.tensors[name]
