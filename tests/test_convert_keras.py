@@ -121,3 +121,17 @@ def test_zero_biases_are_kept_and_stay_zero(images):
         np.testing.assert_array_equal(a, b)
     x = np.random.default_rng(1).random((3, 28, 28, 1), dtype=np.float32)
     np.testing.assert_allclose(run_single(ort_session(onx), x)[0], model.predict(x, verbose=0), atol=ATOL)
+
+
+def test_zero_bias_before_batch_norm_converts_correctly():
+    """A zero conv bias folded into a following BatchNorm cannot be kept apart: the model must still be right."""
+    from keras import Sequential, layers
+
+    model = Sequential([layers.Input((8, 8, 3)), layers.Conv2D(4, 3), layers.BatchNormalization(),
+                        layers.ReLU(), layers.Flatten(), layers.Dense(5)])
+    bn = model.layers[1]
+    bn.set_weights([np.full(4, 1.5, np.float32), np.full(4, 0.2, np.float32),
+                    np.full(4, 0.1, np.float32), np.full(4, 2.0, np.float32)])
+    x = np.random.default_rng(2).normal(size=(3, 8, 8, 3)).astype(np.float32)
+    onx = to_onnx(model, x)
+    np.testing.assert_allclose(run_single(ort_session(onx), x)[0], model.predict(x, verbose=0), atol=ATOL)

@@ -12,12 +12,25 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 PROFILES = ("smoke", "default", "paper")
-#: Columns every profile's table must have, by notebook (the issue's contract).
-REQUIRED_COLUMNS = {
-    "ml_inference_time": {"model", "baseline_s", "onnxruntime_s", "speedup", "paper_baseline_s",
-                          "paper_onnxruntime_s", "outputs_match"},
-    "dl_inference_time": {"model", "baseline_s", "keras_call_s", "onnxruntime_s", "speedup", "paper_baseline_s",
-                          "paper_onnxruntime_s", "outputs_match"},
+#: What each notebook's smoke run must produce: its main table's columns (the issue's contract,
+#: the same in every profile), invariants that hold whatever the sizes, and the other files.
+CONTRACTS = {
+    "ml_inference_time": dict(
+        columns={"model", "baseline_s", "onnxruntime_s", "speedup", "paper_baseline_s", "paper_onnxruntime_s",
+                 "outputs_match"},
+        invariant=lambda t: t.outputs_match.all() and (t.speedup > 0).all(),
+        tables=["ml_inference_variants"], figures=["ml_inference_time"]),
+    "dl_inference_time": dict(
+        columns={"model", "baseline_s", "keras_call_s", "onnxruntime_s", "speedup", "paper_baseline_s",
+                 "paper_onnxruntime_s", "outputs_match"},
+        invariant=lambda t: t.outputs_match.all() and (t.speedup > 0).all(),
+        tables=[], figures=["dl_inference_time"]),
+    "snn_roundtrip": dict(
+        columns={"model", "accuracy_before", "accuracy_after", "max_weight_abs_diff", "paper_accuracy_before",
+                 "paper_accuracy_after"},
+        invariant=lambda t: (t.max_weight_abs_diff == 0).all() and (t.identical_predictions == 1).all()
+        and (t.accuracy_before == t.accuracy_after).all(),
+        tables=["snn_weight_shapes", "snn_forward"], figures=["snn_accuracy_vs_steps", "snn_spike_raster"]),
 }
 ids = [p.stem for p in NOTEBOOKS]
 
@@ -29,7 +42,7 @@ def _kernel() -> str:
 
 
 def test_every_notebook_has_a_contract():
-    assert {p.stem for p in NOTEBOOKS} == set(REQUIRED_COLUMNS)
+    assert {p.stem for p in NOTEBOOKS} == set(CONTRACTS)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
@@ -71,13 +84,15 @@ def test_smoke_run_writes_its_table(path, tmp_path):
         params["models_dir"] = str(tmp_path / "models")
     papermill.execute_notebook(str(path), str(tmp_path / path.name), parameters=params, kernel_name=_kernel(),
                                cwd=str(ROOT / "notebooks"), progress_bar=False)
+    contract = CONTRACTS[path.stem]
     table = pd.read_csv(tmp_path / "tables" / f"{path.stem}.csv")
-    assert REQUIRED_COLUMNS[path.stem] <= set(table.columns)
-    assert table.outputs_match.all(), table[["model", "outputs_match"]]
-    assert (table.speedup > 0).all()
-    for ext in ("md", "json"):
-        assert (tmp_path / "tables" / f"{path.stem}.{ext}").is_file()
-    assert (tmp_path / "figures" / f"{path.stem}.png").is_file()
+    assert contract["columns"] <= set(table.columns)
+    assert contract["invariant"](table), table.T
+    for name in [path.stem, *contract["tables"]]:
+        for ext in ("csv", "md", "json"):
+            assert (tmp_path / "tables" / f"{name}.{ext}").is_file(), f"{name}.{ext}"
+    for name in contract["figures"]:
+        assert (tmp_path / "figures" / f"{name}.png").is_file(), name
     assert _tree_state(ROOT / "results") == before, "a smoke run must not write into results/"
     committed = ROOT / "results" / "tables" / f"{path.stem}.csv"
     if committed.is_file():  # same columns in every profile, so runs can be compared

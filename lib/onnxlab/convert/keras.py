@@ -53,19 +53,20 @@ def _input_signature(model: Any, example_input: Any) -> list:
 
 
 #: Step between the values of a zero-bias sentinel (a power of two: every sentinel is exact in float32).
-SENTINEL_STEP = 2.0 ** -10
+SENTINEL_STEP = 2.0 ** -20
 
 
-def _mark_zero_biases(model: Any) -> list[tuple[Any, list[np.ndarray], np.ndarray]]:
+def _mark_zero_biases(model: Any, skip: frozenset = frozenset()) -> list[tuple[Any, list[np.ndarray], np.ndarray]]:
     """Give every all-zero bias a unique sentinel value so that TensorFlow does not fold it away.
 
     TensorFlow's graph optimisation removes ``x + 0``, so an untrained (or zero-bias) Keras layer
-    would lose its bias tensor in ONNX. Returns (layer, original weights, sentinel) per layer.
+    would lose its bias tensor in ONNX. Layers named in ``skip`` are left alone. Returns
+    (layer, original weights, sentinel) per marked layer.
     """
     marked = []
     for index, layer in enumerate(model.layers):
         bias = getattr(layer, "bias", None)
-        if bias is None:
+        if bias is None or layer.name in skip:
             continue
         values = bias.numpy()
         if values.ndim != 1 or np.any(values):
@@ -77,20 +78,46 @@ def _mark_zero_biases(model: Any) -> list[tuple[Any, list[np.ndarray], np.ndarra
     return marked
 
 
-def _zero_sentinels(proto: onnx.ModelProto, marked: list) -> None:
-    """Zero the sentinel initializers that `_mark_zero_biases` planted, in the converted model."""
+def _zero_sentinels(proto: onnx.ModelProto, marked: list) -> list[str]:
+    """Zero the sentinel initializers that `_mark_zero_biases` planted; return the names of the
+    layers whose sentinel was not found (folded into another constant, e.g. a following BatchNorm)."""
     from onnx import numpy_helper
 
     initializers = {i.name: i for i in proto.graph.initializer}
+    lost = []
     for layer, _, sentinel in marked:
         found = [name for name, init in initializers.items()
                  if init.data_type == onnx.TensorProto.FLOAT and int(np.prod(init.dims)) == sentinel.size
                  and np.array_equal(numpy_helper.to_array(init).ravel(), sentinel)]
         if not found:
-            warnings.warn(f"layer {layer.name}: its zero bias was folded into other constants by the converter")
+            lost.append(layer.name)
         for name in found:
             zero = np.zeros(tuple(initializers[name].dims), np.float32)
             initializers[name].CopyFrom(numpy_helper.from_array(zero, name))
+    return lost
+
+
+def _run_tf2onnx(model: Any, signature: list, large_model: bool, skip: frozenset = frozenset()):
+    """One tf2onnx conversion with zero biases marked (except ``skip``); returns (proto, marked)."""
+    import tf2onnx
+
+    marked = _mark_zero_biases(model, skip)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            archive = Path(tmp) / "model.zip"
+            proto, _ = tf2onnx.convert.from_keras(
+                model, input_signature=signature, opset=ONNX_OPSET, large_model=large_model,
+                output_path=str(archive) if large_model else None)
+            if large_model:
+                with zipfile.ZipFile(archive) as z:
+                    z.extractall(tmp)
+                proto = onnx.load(os.path.join(tmp, "__MODEL_PROTO.onnx"), load_external_data=True)
+    except Exception as exc:
+        raise ConversionError(f"tf2onnx could not convert Keras model {model.name!r}: {exc}") from exc
+    finally:
+        for layer, original, _ in marked:
+            layer.set_weights(original)
+    return proto, marked
 
 
 def convert(model: Any, example_input: Any, *, large_model: bool = False) -> onnx.ModelProto:
@@ -110,28 +137,15 @@ def convert(model: Any, example_input: Any, *, large_model: bool = False) -> onn
     from onnxlab.reproducibility import quiet
 
     quiet()
-    import tf2onnx
-
     if not hasattr(model, "inputs") or not model.inputs:
         raise ConversionError(f"{type(model).__name__} has no defined inputs: build or call it first")
     signature = _input_signature(model, example_input)
-    marked = _mark_zero_biases(model)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            archive = Path(tmp) / "model.zip"
-            proto, _ = tf2onnx.convert.from_keras(
-                model, input_signature=signature, opset=ONNX_OPSET, large_model=large_model,
-                output_path=str(archive) if large_model else None)
-            if large_model:
-                with zipfile.ZipFile(archive) as z:
-                    z.extractall(tmp)
-                proto = onnx.load(os.path.join(tmp, "__MODEL_PROTO.onnx"), load_external_data=True)
-    except Exception as exc:
-        raise ConversionError(f"tf2onnx could not convert Keras model {model.name!r}: {exc}") from exc
-    finally:
-        for layer, original, _ in marked:
-            layer.set_weights(original)
-    _zero_sentinels(proto, marked)
+    proto, marked = _run_tf2onnx(model, signature, large_model)
+    lost = _zero_sentinels(proto, marked)
+    if lost:  # those zero biases were folded into other constants: convert again leaving them at zero
+        proto, marked = _run_tf2onnx(model, signature, large_model, skip=frozenset(lost))
+        if _zero_sentinels(proto, marked):
+            raise ConversionError(f"could not keep the zero biases of {model.name!r} apart from other constants")
     return proto
 
 
