@@ -152,3 +152,13 @@ def test_upgrade_names_an_unknown_legacy_attribute():
     legacy.graph.node[2].attribute.append(helper.make_attribute("threshold", 1.0))
     with pytest.raises(SNNError, match="node 'act0' \\(LIF\\) has attributes threshold"):
         upgrade(legacy)
+
+
+def test_parameters_read_back_from_a_file_equal_the_given_ones():
+    from onnxlab.snn.neurons import float32_decimal
+
+    snn = onnx.load_from_string(to_snn(mlp(), "LIF", params={"amplitude": 0.01, "tau_rc": 0.03}).SerializeToString())
+    node = next(n for n in snn.graph.node if n.op_type == "LIF")
+    params = LIF.parameters({a.name: helper.get_attribute_value(a) for a in node.attribute})
+    assert params["amplitude"] == 0.01 and params["tau_rc"] == 0.03  # not 0.009999999776482582
+    assert float32_decimal(float32_decimal(0.123456789)) == float32_decimal(0.123456789) == 0.12345679

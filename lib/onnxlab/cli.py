@@ -104,6 +104,27 @@ def _add_upgrade(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("output", help="upgraded ONNX-SNN file to write")
 
 
+def _to_nengo_code(args: argparse.Namespace) -> int:
+    from onnxlab.snn.codegen import to_nengo_code
+
+    code = to_nengo_code(args.model, max_pool=args.max_pool)
+    if args.output:
+        partial = Path(args.output + ".partial")
+        partial.write_text(code)
+        os.replace(partial, args.output)
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(code)
+    return 0
+
+
+def _add_to_nengo_code(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="ONNX-SNN file")
+    parser.add_argument("-o", "--output", help="write the script here instead of standard output")
+    parser.add_argument("--max-pool", choices=["average", "error"], default="average",
+                        help="MaxPool: replace by average pooling (default) or refuse")
+
+
 @dataclass(frozen=True)
 class Command:
     """A subcommand: its help line, how it declares its arguments, and what it runs."""
@@ -118,6 +139,8 @@ COMMANDS: dict[str, Command] = {
     "to-snn": Command("replace the activations of an ONNX model by spiking neuron ops (ONNX-SNN)",
                       _add_to_snn, _to_snn),
     "upgrade": Command("upgrade a legacy ONNX-SNN file to the valid encoding", _add_upgrade, _upgrade),
+    "to-nengo-code": Command("print a Python script that builds the ONNX-SNN model's network with the nengo API",
+                             _add_to_nengo_code, _to_nengo_code),
 }
 
 

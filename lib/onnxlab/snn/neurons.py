@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import numpy as np
 import onnx
 from onnx import AttributeProto, helper
 
@@ -27,6 +28,15 @@ from onnxlab.formats import ONNX_OPSET, ONNX_SNN_DOMAIN
 #: Names of the three inputs of every neuron op and of its output.
 INPUTS = ("x", "gain", "bias")
 OUTPUT = "y"
+
+
+def float32_decimal(value: float) -> float:
+    """The shortest decimal that round-trips through float32 (ONNX stores attributes as float32).
+
+    0.02 written to a file reads back as 0.019999999552965164; both map to 0.02 here, so a value
+    means the same in the file, in Nengo and in generated code.
+    """
+    return float(np.format_float_positional(np.float32(value), unique=True))
 
 
 class FunctionBody:
@@ -96,7 +106,7 @@ class NeuronOp:
 
     @classmethod
     def parameters(cls, given: dict[str, float] | None = None) -> dict[str, float]:
-        """Nengo's defaults updated with ``given``, validated by constructing the Nengo type.
+        """Nengo's defaults updated with ``given`` (as `float32_decimal`), validated by constructing the Nengo type.
 
         Raises
         ------
@@ -108,7 +118,7 @@ class NeuronOp:
         if unknown:
             raise SNNError(f"{cls.op_type} has no parameter {', '.join(unknown)}; "
                            f"its parameters are {', '.join(cls.attributes)}")
-        params = {**cls.attributes, **{k: float(v) for k, v in given.items()}}
+        params = {**cls.attributes, **{k: float32_decimal(v) for k, v in given.items()}}
         cls.nengo_type(params)
         return params
 

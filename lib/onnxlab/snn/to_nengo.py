@@ -2,12 +2,17 @@
 
 Every ONNX tensor becomes a Nengo object whose output is the tensor's per-sample values,
 flattened in ONNX (channels-first, row-major) order: graph inputs are `nengo.Node` inputs,
-linear ops (Conv, Gemm, MatMul, Add, pooling, Transpose, Concat) become passthrough nodes fed
-by `nengo.Connection` transforms, and neuron ops become `nengo.Ensemble` neurons with the
-file's gain, bias and neuron type. Reshape/Flatten/Identity/Dropout reuse their input's object.
-All connections have ``synapse=None``: the network is feed-forward within one time step, like
-the ONNX graph. Each op type has one small builder in `BUILDERS`; any other op is an error
-naming the node.
+linear ops (Conv, Gemm, MatMul, Add, pooling, Transpose, Concat, Gather) become passthrough
+nodes fed by `nengo.Connection` transforms, and neuron ops become `nengo.Ensemble` neurons with
+the file's gain, bias and neuron type. Reshape/Flatten/Identity/Dropout reuse their input's
+object. All connections have ``synapse=None``: the network is feed-forward within one time
+step, like the ONNX graph. Each op type has one small builder in `BUILDERS`; any other op is an
+error naming the node.
+
+Each builder also records the Python expression that recreates what it built, so
+`onnxlab.snn.codegen.to_nengo_code` writes a script that builds exactly this network. The index
+computations (transposes, pooling, concatenation, selections) are the module-level functions
+below, called by the builders and by the generated scripts alike.
 """
 from __future__ import annotations
 
@@ -31,6 +36,90 @@ from onnxlab.snn.to_snn import DEFAULT_ACTIVATIONS
 #: What to do with MaxPool, which NengoDL cannot spike through: "average" (replace, warn) or "error".
 MAX_POOL_MODES = ("average", "error")
 
+
+# --------------------------------------------------------------------------- transforms (shared with scripts)
+
+def _sparse(out_size: int, in_size: int, rows: np.ndarray, cols: np.ndarray, values: Any = 1.0):
+    import nengo
+
+    init = np.broadcast_to(np.asarray(values, np.float64), np.shape(rows)).copy()
+    return nengo.Sparse((int(out_size), int(in_size)), indices=np.stack([rows, cols], axis=1), init=init)
+
+
+def selection_transform(out_size: int, in_size: int, index: np.ndarray):
+    """Sparse transform with ``out[i] = in[index[i]]``."""
+    return _sparse(out_size, in_size, np.arange(out_size), np.asarray(index))
+
+
+def transpose_transform(shape: tuple[int, ...], perm: list[int]):
+    """Sparse transform permuting a flat tensor of per-sample ``shape`` by ``perm`` (sample axes)."""
+    index = np.arange(int(np.prod(shape))).reshape(shape).transpose(perm)
+    return selection_transform(index.size, index.size, index.ravel())
+
+
+def pool_transform(shape: tuple[int, int, int], kernel: tuple[int, int], strides: tuple[int, int]):
+    """Sparse transform averaging (C, H, W) over ``kernel`` windows with ``strides`` (no padding)."""
+    c, h, w = shape
+    oh, ow = (h - kernel[0]) // strides[0] + 1, (w - kernel[1]) // strides[1] + 1
+    index = np.arange(c * h * w).reshape(shape)
+    out_index = np.arange(c * oh * ow).reshape(c, oh, ow)
+    rows, cols = [], []
+    for i in range(oh):
+        for j in range(ow):
+            window = index[:, i * strides[0]:i * strides[0] + kernel[0], j * strides[1]:j * strides[1] + kernel[1]]
+            rows.append(np.repeat(out_index[:, i, j], kernel[0] * kernel[1]))
+            cols.append(window.reshape(c, -1).ravel())
+    return _sparse(c * oh * ow, c * h * w, np.concatenate(rows), np.concatenate(cols), 1.0 / (kernel[0] * kernel[1]))
+
+
+def pool_output_shape(shape: tuple[int, int, int], kernel: tuple[int, int], strides: tuple[int, int]) -> tuple:
+    c, h, w = shape
+    return c, (h - kernel[0]) // strides[0] + 1, (w - kernel[1]) // strides[1] + 1
+
+
+def concat_transform(shapes: list[tuple[int, ...]], axis: int, part: int):
+    """Sparse transform placing input ``part`` of a concatenation of ``shapes`` along sample ``axis``."""
+    out_shape = np.concatenate([np.empty(s) for s in shapes], axis=axis).shape
+    layout_index = np.arange(int(np.prod(out_shape))).reshape(out_shape)
+    splits = np.cumsum([s[axis] for s in shapes])[:-1]
+    block = np.split(layout_index, splits, axis=axis)[part]
+    size = int(np.prod(shapes[part]))
+    return _sparse(layout_index.size, size, block.ravel(), np.arange(size))
+
+
+def scale_transform(gains: np.ndarray):
+    """Sparse diagonal transform multiplying each element by ``gains``."""
+    n = len(gains)
+    return _sparse(n, n, np.arange(n), np.arange(n), gains)
+
+
+def bias_column(value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``value`` broadcast to per-sample ``shape``, as an (n, 1) transform from a constant node."""
+    return np.broadcast_to(np.asarray(value, np.float64), shape).ravel()[:, None]
+
+
+def broadcast_neurons(value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Per-neuron gain or bias: ``value`` broadcast to ``shape``, flat, float64."""
+    return np.broadcast_to(np.asarray(value).astype(np.float64), shape).ravel().copy()
+
+
+def batch_norm_affine(scale, offset, mean, var, eps: float, shape: tuple[int, ...]):
+    """Inference batch norm as (per-element gains, per-channel offsets broadcastable to ``shape``)."""
+    a = scale / np.sqrt(var + eps)
+    per_channel = (-1,) + (1,) * (len(shape) - 1)
+    return np.broadcast_to(a.reshape(per_channel), shape).ravel(), (offset - mean * a).reshape(per_channel)
+
+
+def onnx_constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """Every constant of the graph: initializers and the outputs of Constant nodes."""
+    consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+            consts[node.output[0]] = numpy_helper.to_array(helper.get_attribute_value(node.attribute[0]))
+    return consts
+
+
+# --------------------------------------------------------------------------- the builder
 
 @dataclass
 class Tensor:
@@ -62,6 +151,8 @@ class NengoModel:
         Output names whose final Softmax was dropped (Nengo outputs the logits).
     notes
         What the conversion changed (dropped Softmax, MaxPool as average, ...).
+    code
+        Python statements that rebuild the network (see `onnxlab.snn.codegen`).
     """
 
     network: Any
@@ -74,6 +165,7 @@ class NengoModel:
     simulation: Simulation
     softmax_dropped: set[str] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)
+    code: list[str] = field(default_factory=list)
 
 
 def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
@@ -84,8 +176,13 @@ def _label(node: onnx.NodeProto) -> str:
     return f"node {node.name or node.output[0]!r} ({node.op_type})"
 
 
+def _w(name: str) -> str:
+    """Script expression of the ONNX constant ``name``."""
+    return f"W[{name!r}]"
+
+
 class Builder:
-    """State shared by the op builders while a network is being built."""
+    """State shared by the op builders while a network is being built, and the code recording it."""
 
     def __init__(self, model: onnx.ModelProto, network: Any, *, rate: bool, max_pool: str, seed: int = 0):
         import nengo
@@ -96,11 +193,27 @@ class Builder:
         self.model = model
         self.rate = rate
         self.max_pool = max_pool
-        self.consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+        self.consts = onnx_constants(model)
         self.tensors: dict[str, Tensor] = {}
         self.ensembles: dict[str, Any] = {}
         self.notes: list[str] = []
+        self.code: list[str] = []
+        self._names: dict[int, str] = {}
         self._one = None
+
+    # -- recording
+    def record(self, obj: Any, prefix: str, expression: str) -> Any:
+        """Remember ``obj`` under a fresh variable name assigned from ``expression``; return ``obj``."""
+        name = f"{prefix}{sum(1 for v in self._names.values() if v.rstrip('0123456789') == prefix)}"
+        self._names[id(obj)] = name
+        self.code.append(f"{name} = {expression}")
+        return obj
+
+    def ref(self, obj: Any) -> str:
+        """Script expression of a recorded object (or of an ensemble's neurons)."""
+        if id(obj) in self._names:
+            return self._names[id(obj)]
+        return f"{self._names[id(obj.ensemble)]}.neurons"
 
     # -- helpers used by the builders
     def const(self, name: str, node: onnx.NodeProto) -> np.ndarray:
@@ -114,32 +227,34 @@ class Builder:
         return self.tensors[name]
 
     def passthrough(self, shape: tuple[int, ...], label: str) -> Tensor:
-        return Tensor(self.nengo.Node(size_in=int(np.prod(shape)), label=label), tuple(int(s) for s in shape))
+        size = int(np.prod(shape))
+        node = self.record(self.nengo.Node(size_in=size, label=label), "node",
+                           f"nengo.Node(size_in={size}, label={label!r})")
+        return Tensor(node, tuple(int(s) for s in shape))
 
-    def connect(self, pre: Tensor | Any, post: Any, transform: Any = None, *, trainable: bool = False) -> None:
+    def connect(self, pre: Tensor | Any, post: Any, transform: Any = None, code: str | None = None, *,
+                trainable: bool = False) -> None:
         """Connect without synapse; no transform means identity (``nengo.transforms.NoTransform``).
 
-        Only connections carrying ONNX weights (Conv, Gemm, MatMul) pass ``trainable=True``:
-        structural transforms (transposes, pooling, concatenation, selections) and biases are
-        fixed in NengoDL, so training changes exactly what the ONNX file stores as weights
-        (plus the ensembles' own biases).
+        ``code`` is the script expression of ``transform``. Only connections carrying ONNX
+        weights (Conv, Gemm, MatMul) pass ``trainable=True``: structural transforms (transposes,
+        pooling, concatenation, selections) and biases are fixed in NengoDL, so training changes
+        exactly what the ONNX file stores as weights (plus the ensembles' own biases).
         """
-        conn = self.nengo.Connection(getattr(pre, "obj", pre), post, transform=transform, synapse=None)
+        pre_obj = getattr(pre, "obj", pre)
+        conn = self.nengo.Connection(pre_obj, post, transform=transform, synapse=None)
+        args = f"{self.ref(pre_obj)}, {self.ref(post)}" + (f", transform={code}" if transform is not None else "")
+        statement = f"nengo.Connection({args}, synapse=None)"
         if not trainable:
             self.network.config[conn].trainable = False
+            statement = f"fixed({statement})"
+        self.code.append(statement)
 
-    def add_bias(self, post: Tensor, bias: np.ndarray) -> None:
-        """Add a constant vector (broadcast to ``post.shape``) via a fixed connection from a constant node."""
+    def add_bias(self, post: Tensor, bias: np.ndarray, code: str) -> None:
+        """Add a constant (broadcast to ``post.shape``) via a fixed connection from a constant node."""
         if self._one is None:
-            self._one = self.nengo.Node([1.0], label="one")
-        vector = np.broadcast_to(np.asarray(bias, np.float64), post.shape).ravel()
-        self.connect(self._one, post.obj, vector[:, None])
-
-    def index_transform(self, out_size: int, in_size: int, rows: np.ndarray, cols: np.ndarray,
-                        values: np.ndarray | float = 1.0):
-        indices = np.stack([rows, cols], axis=1)
-        init = np.broadcast_to(np.asarray(values, np.float64), rows.shape).copy()
-        return self.nengo.Sparse((out_size, in_size), indices=indices, init=init)
+            self._one = self.record(self.nengo.Node([1.0], label="one"), "one", 'nengo.Node([1.0], label="one")')
+        self.connect(self._one, post.obj, bias_column(bias, post.shape), f"bias_column({code}, {post.shape})")
 
 
 #: ONNX op type (default domain) -> builder(builder, node).
@@ -188,9 +303,9 @@ def _transpose(b: Builder, node: onnx.NodeProto) -> None:
     if perm[0] != 0:
         raise SNNError(f"{_label(node)}: permutes the batch axis (perm={perm})")
     sample_perm = [p - 1 for p in perm[1:]]
-    index = np.arange(src.size).reshape(src.shape).transpose(sample_perm)
-    out = b.passthrough(index.shape, node.name or node.output[0])
-    b.connect(src, out.obj, b.index_transform(out.size, src.size, np.arange(out.size), index.ravel()))
+    out = b.passthrough(tuple(np.empty(src.shape).transpose(sample_perm).shape), node.name or node.output[0])
+    b.connect(src, out.obj, transpose_transform(src.shape, sample_perm),
+              f"transpose_transform({src.shape}, {sample_perm})")
     b.tensors[node.output[0]] = out
 
 
@@ -202,7 +317,8 @@ def _gather(b: Builder, node: onnx.NodeProto) -> None:
     if _attrs(node).get("axis", 0) != 1 or len(src.shape) != 1 or index.ndim != 1:
         raise SNNError(f"{_label(node)}: only Gather along axis 1 of a flat tensor with 1-D indices is supported")
     out = b.passthrough(index.shape, node.name or node.output[0])
-    b.connect(src, out.obj, b.index_transform(out.size, src.size, np.arange(out.size), index % src.size))
+    b.connect(src, out.obj, selection_transform(out.size, src.size, index % src.size),
+              f"selection_transform({out.size}, {src.size}, {_w(node.input[1])} % {src.size})")
     b.tensors[node.output[0]] = out
 
 
@@ -246,13 +362,15 @@ def _conv(b: Builder, node: onnx.NodeProto) -> None:
     kernel = tuple(int(k) for k in weight.shape[2:])
     strides = tuple(int(s) for s in attrs.get("strides", [1, 1]))
     padding = _padding_mode(node, src.shape[1:], kernel, strides)
-    transform = b.nengo.Convolution(
-        n_filters=int(weight.shape[0]), input_shape=src.shape, kernel_size=kernel, strides=strides,
-        padding=padding, channels_last=False, init=layout.conv_kernel_from_onnx(weight))
+    settings = dict(n_filters=int(weight.shape[0]), input_shape=src.shape, kernel_size=kernel, strides=strides,
+                    padding=padding, channels_last=False)
+    transform = b.nengo.Convolution(**settings, init=layout.conv_kernel_from_onnx(weight))
+    code = ("nengo.Convolution(" + ", ".join(f"{k}={v!r}" for k, v in settings.items())
+            + f", init=layout.conv_kernel_from_onnx({_w(node.input[1])}))")
     out = b.passthrough(transform.output_shape.shape, node.name or node.output[0])
-    b.connect(src, out.obj, transform, trainable=True)
+    b.connect(src, out.obj, transform, code, trainable=True)
     if len(node.input) > 2 and node.input[2]:
-        b.add_bias(out, b.const(node.input[2], node)[:, None, None])
+        b.add_bias(out, b.const(node.input[2], node)[:, None, None], f"{_w(node.input[2])}[:, None, None]")
     b.tensors[node.output[0]] = out
 
 
@@ -262,26 +380,34 @@ def _gemm(b: Builder, node: onnx.NodeProto) -> None:
     attrs = _attrs(node)
     if attrs.get("transA", 0):
         raise SNNError(f"{_label(node)}: transA=1 is not supported")
-    weight = b.const(node.input[1], node) * attrs.get("alpha", 1.0)
-    dense = layout.dense_from_gemm(weight) if attrs.get("transB", 0) else weight  # (in, out)
-    _dense(b, node, src, dense)
+    alpha, beta = attrs.get("alpha", 1.0), attrs.get("beta", 1.0)
+    weight = b.const(node.input[1], node) * alpha
+    code = f"{_w(node.input[1])} * {alpha!r}"
+    if attrs.get("transB", 0):  # stored (out, in), as nengo.Dense wants it
+        _dense(b, node, src, layout.dense_from_gemm(weight), layout.dense_to_gemm(layout.dense_from_gemm(weight)),
+               f"np.ascontiguousarray({code})")
+    else:
+        _dense(b, node, src, weight, layout.dense_to_gemm(weight), f"layout.dense_to_gemm({code})")
     if len(node.input) > 2 and node.input[2]:
-        b.add_bias(b.tensors[node.output[0]], b.const(node.input[2], node) * attrs.get("beta", 1.0))
+        b.add_bias(b.tensors[node.output[0]], b.const(node.input[2], node) * beta,
+                   f"{_w(node.input[2])} * {beta!r}")
 
 
 @builds("MatMul")
 def _matmul(b: Builder, node: onnx.NodeProto) -> None:
-    _dense(b, node, b.tensor(node.input[0], node), b.const(node.input[1], node))
+    weight = b.const(node.input[1], node)
+    _dense(b, node, b.tensor(node.input[0], node), weight, layout.dense_to_gemm(weight),
+           f"layout.dense_to_gemm({_w(node.input[1])})")
 
 
-def _dense(b: Builder, node: onnx.NodeProto, src: Tensor, weight: np.ndarray) -> None:
-    """Dense layer with an (in, out) weight; nengo.Dense takes (out, in)."""
+def _dense(b: Builder, node: onnx.NodeProto, src: Tensor, weight: np.ndarray, init: np.ndarray, code: str) -> None:
+    """Dense layer with an (in, out) ``weight``; ``init`` is the same as nengo.Dense's (out, in)."""
     if len(src.shape) != 1 or weight.ndim != 2 or weight.shape[0] != src.size:
         raise SNNError(f"{_label(node)}: needs a flat input and an (in, out) weight; got input {src.shape}, "
                        f"weight {weight.shape}")
+    shape = (int(weight.shape[1]), int(weight.shape[0]))
     out = b.passthrough((weight.shape[1],), node.name or node.output[0])
-    b.connect(src, out.obj, b.nengo.Dense((weight.shape[1], weight.shape[0]), init=layout.dense_to_gemm(weight)),
-              trainable=True)
+    b.connect(src, out.obj, b.nengo.Dense(shape, init=init), f"nengo.Dense({shape}, init={code})", trainable=True)
     b.tensors[node.output[0]] = out
 
 
@@ -299,13 +425,13 @@ def _add(b: Builder, node: onnx.NodeProto) -> None:
     for name in tensors:
         b.connect(b.tensors[name], out.obj)
     for name in consts:
-        value = b.const(name, node)
+        value, code = b.const(name, node), _w(name)
         if value.ndim == len(shape) + 1:
             if value.shape[0] != 1:
                 raise SNNError(f"{_label(node)}: constant {name!r} varies over the batch axis")
-            value = value[0]
+            value, code = value[0], f"{code}[0]"
         try:
-            b.add_bias(out, value)
+            b.add_bias(out, value, code)
         except ValueError:
             raise SNNError(f"{_label(node)}: constant of shape {value.shape} does not broadcast to {shape}") from None
     b.tensors[node.output[0]] = out
@@ -321,24 +447,15 @@ def _pool(b: Builder, node: onnx.NodeProto) -> None:
         b.notes.append(note)
     src = b.tensor(node.input[0], node)
     attrs = _attrs(node)
-    kernel = tuple(attrs["kernel_shape"])
-    strides = tuple(attrs.get("strides", kernel))
+    kernel = tuple(int(k) for k in attrs["kernel_shape"])
+    strides = tuple(int(s) for s in attrs.get("strides", kernel))
     if any(attrs.get("pads", [0])) or attrs.get("ceil_mode", 0):
         raise SNNError(f"{_label(node)}: padded or ceil-mode pooling is not supported")
-    c, h, w = src.shape
-    oh, ow = (h - kernel[0]) // strides[0] + 1, (w - kernel[1]) // strides[1] + 1
-    index = np.arange(src.size).reshape(src.shape)
-    rows, cols = [], []
-    out_index = np.arange(c * oh * ow).reshape(c, oh, ow)
-    for i in range(oh):
-        for j in range(ow):
-            window = index[:, i * strides[0]:i * strides[0] + kernel[0], j * strides[1]:j * strides[1] + kernel[1]]
-            rows.append(np.repeat(out_index[:, i, j], kernel[0] * kernel[1]))
-            cols.append(window.reshape(c, -1).ravel())
-    out = b.passthrough((c, oh, ow), node.name or node.output[0])
-    transform = b.index_transform(out.size, src.size, np.concatenate(rows), np.concatenate(cols),
-                                  1.0 / (kernel[0] * kernel[1]))
-    b.connect(src, out.obj, transform)
+    if len(src.shape) != 3:
+        raise SNNError(f"{_label(node)}: only 2-D pooling of (C, H, W) tensors is supported, got {src.shape}")
+    out = b.passthrough(pool_output_shape(src.shape, kernel, strides), node.name or node.output[0])
+    b.connect(src, out.obj, pool_transform(src.shape, kernel, strides),
+              f"pool_transform({src.shape}, {kernel}, {strides})")
     b.tensors[node.output[0]] = out
 
 
@@ -349,14 +466,12 @@ def _concat(b: Builder, node: onnx.NodeProto) -> None:
     if axis == 0 or axis == -len(parts[0].shape) - 1:
         raise SNNError(f"{_label(node)}: concatenates along the batch axis")
     sample_axis = axis - 1 if axis > 0 else axis
-    index = np.arange(sum(p.size for p in parts))
     shapes = [p.shape for p in parts]
     out_shape = np.concatenate([np.empty(s) for s in shapes], axis=sample_axis).shape
-    layout_index = index.reshape(out_shape)
-    splits = np.cumsum([s[sample_axis] for s in shapes])[:-1]
     out = b.passthrough(out_shape, node.name or node.output[0])
-    for part, block in zip(parts, np.split(layout_index, splits, axis=sample_axis)):
-        b.connect(part, out.obj, b.index_transform(out.size, part.size, block.ravel(), np.arange(part.size)))
+    for i, part in enumerate(parts):
+        b.connect(part, out.obj, concat_transform(shapes, sample_axis, i),
+                  f"concat_transform({shapes}, {sample_axis}, {i})")
     b.tensors[node.output[0]] = out
 
 
@@ -364,14 +479,12 @@ def _concat(b: Builder, node: onnx.NodeProto) -> None:
 def _batch_norm(b: Builder, node: onnx.NodeProto) -> None:
     """Inference-mode batch norm as a per-channel affine map (`fold_batch_norm` removes most first)."""
     src = b.tensor(node.input[0], node)
-    scale, offset, mean, var = (b.const(n, node) for n in node.input[1:5])
     eps = _attrs(node).get("epsilon", 1e-5)
-    a = scale / np.sqrt(var + eps)
-    per_channel = (-1,) + (1,) * (len(src.shape) - 1)
-    gains = np.broadcast_to(a.reshape(per_channel), src.shape).ravel()
+    gains, offsets = batch_norm_affine(*(b.const(n, node) for n in node.input[1:5]), eps, src.shape)
+    code = f"batch_norm_affine({', '.join(_w(n) for n in node.input[1:5])}, {eps!r}, {src.shape})"
     out = b.passthrough(src.shape, node.name or node.output[0])
-    b.connect(src, out.obj, b.index_transform(src.size, src.size, np.arange(src.size), np.arange(src.size), gains))
-    b.add_bias(out, (offset - mean * a).reshape(per_channel))
+    b.connect(src, out.obj, scale_transform(gains), f"scale_transform({code}[0])")
+    b.add_bias(out, offsets, f"{code}[1]")
     b.tensors[node.output[0]] = out
 
 
@@ -383,12 +496,17 @@ def _neuron(b: Builder, node: onnx.NodeProto) -> None:
     if b.rate and op.spiking:
         op, params = rate_twin(op, params)
     src = b.tensor(node.input[0], node)
-    gain, bias = (np.broadcast_to(b.const(n, node).astype(np.float64), src.shape).ravel() for n in node.input[1:3])
-    ensemble = b.nengo.Ensemble(src.size, 1, neuron_type=op.nengo_type(params), gain=gain.copy(),
-                                bias=bias.copy(), label=node.name or node.output[0],
-                                seed=b.seed + len(b.ensembles))
+    label, seed = node.name or node.output[0], b.seed + len(b.ensembles)
+    gain_name, bias_name = node.input[1:3]
+    ensemble = b.nengo.Ensemble(src.size, 1, neuron_type=op.nengo_type(params),
+                                gain=broadcast_neurons(b.const(gain_name, node), src.shape),
+                                bias=broadcast_neurons(b.const(bias_name, node), src.shape), label=label, seed=seed)
+    neuron_code = f"{op.nengo_path}(" + ", ".join(f"{k}={v!r}" for k, v in params.items()) + ")"
+    b.record(ensemble, "ens", f"nengo.Ensemble({src.size}, 1, neuron_type={neuron_code}, "
+                              f"gain=broadcast_neurons({_w(gain_name)}, {src.shape}), "
+                              f"bias=broadcast_neurons({_w(bias_name)}, {src.shape}), label={label!r}, seed={seed})")
     b.connect(src, ensemble.neurons)
-    b.ensembles[node.name or node.output[0]] = ensemble
+    b.ensembles[label] = ensemble
     b.tensors[node.output[0]] = Tensor(ensemble.neurons, src.shape)
 
 
@@ -482,12 +600,14 @@ def to_nengo(model: onnx.ModelProto | str | os.PathLike, *, rate: bool = False,
             if len(dims) < 2 or any(d is None for d in dims[1:]):
                 raise SNNError(f"input {value.name!r} needs a batch axis and fixed sample dimensions, got {dims}")
             shape = tuple(int(d) for d in dims[1:])
-            node = nengo.Node(np.zeros(int(np.prod(shape))), label=value.name)
+            size = int(np.prod(shape))
+            node = b.record(nengo.Node(np.zeros(size), label=value.name), "inp",
+                            f"nengo.Node(np.zeros({size}), label={value.name!r})")
             inputs[value.name], input_shapes[value.name] = node, shape
             b.tensors[value.name] = Tensor(node, shape)
         for node in source.graph.node:
             if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
-                b.consts[node.output[0]] = numpy_helper.to_array(_attrs(node)["value"])
+                continue  # already in b.consts (onnx_constants)
             elif node.domain == ONNX_SNN_DOMAIN:
                 _neuron(b, node)
             elif node.op_type == "Softmax" and node.output[0] in graph_outputs:
@@ -505,9 +625,12 @@ def to_nengo(model: onnx.ModelProto | str | os.PathLike, *, rate: bool = False,
         outputs, filtered, output_shapes = {}, {}, {}
         for name in graph_outputs:
             tensor = b.tensors[name]
-            outputs[name] = nengo.Probe(tensor.obj, synapse=None, label=name)
+            outputs[name] = b.record(nengo.Probe(tensor.obj, synapse=None, label=name), "probe",
+                                     f"nengo.Probe({b.ref(tensor.obj)}, synapse=None, label={name!r})")
             if filtered_probes:
-                filtered[name] = nengo.Probe(tensor.obj, synapse=simulation.synapse, label=f"{name} (filtered)")
+                filtered[name] = b.record(
+                    nengo.Probe(tensor.obj, synapse=simulation.synapse, label=f"{name} (filtered)"), "probe",
+                    f"nengo.Probe({b.ref(tensor.obj)}, synapse={simulation.synapse!r}, label={name + ' (filtered)'!r})")
             output_shapes[name] = tensor.shape
     return NengoModel(network, inputs, input_shapes, outputs, filtered, output_shapes, b.ensembles,
-                      simulation, softmax_dropped, b.notes)
+                      simulation, softmax_dropped, b.notes, b.code)
