@@ -135,3 +135,16 @@ def test_zero_bias_before_batch_norm_converts_correctly():
     x = np.random.default_rng(2).normal(size=(3, 8, 8, 3)).astype(np.float32)
     onx = to_onnx(model, x)
     np.testing.assert_allclose(run_single(ort_session(onx), x)[0], model.predict(x, verbose=0), atol=ATOL)
+
+
+def test_train_mnist_handles_logit_and_softmax_outputs():
+    """A logits model trained with a probabilities loss stays at chance: train_mnist must tell them apart."""
+    from onnxlab.data import load_mnist, mnist_as_float
+    from onnxlab.zoo import kim2021_snn_cnn, lenet1, train_mnist
+
+    data = load_mnist(n_train=2000, n_test=500)
+    x, y, xt, yt = mnist_as_float(data.x_train), data.y_train, mnist_as_float(data.x_test), data.y_test
+    for model in (kim2021_snn_cnn(), lenet1()):  # logits, softmax
+        train_mnist(model, x, y, epochs=2, seed=0)
+        accuracy = np.mean(model.predict(xt, verbose=0).argmax(1) == yt)
+        assert accuracy > 0.5, (model.name, accuracy)

@@ -272,7 +272,7 @@ DL_MODELS: dict[str, DLSpec] = {spec.name: spec for spec in (
 
 
 def train_mnist(model, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int = 128,
-                learning_rate: float = 1e-3, seed: int = 0):
+                learning_rate: float = 1e-3, seed: int = 0, from_logits: bool | None = None):
     """Train a Keras classifier on MNIST with Adam and sparse cross-entropy.
 
     Parameters
@@ -281,6 +281,8 @@ def train_mnist(model, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size:
         float32 images, shape (N, 28, 28, 1), values in [0, 1].
     y
         Integer labels, shape (N,).
+    from_logits
+        Whether the model outputs logits; by default, True unless its last layer applies softmax.
 
     Returns
     -------
@@ -289,7 +291,9 @@ def train_mnist(model, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size:
     import keras
     import tensorflow as tf
 
+    if from_logits is None:
+        from_logits = getattr(model.layers[-1], "activation", None) is not keras.activations.softmax
     tf.random.set_seed(seed)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits), metrics=["accuracy"])
     return model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True)
