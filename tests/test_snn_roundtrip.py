@@ -56,11 +56,17 @@ def test_nengo_net_round_trip_keeps_every_weight_bit_for_bit():
     assert max_abs_difference(before, after) == 0.0
 
 
-def test_onnx_to_nengo_to_onnx_gives_the_same_outputs():
+def _branching_round_trip():
+    """(ONNX-SNN source, its Nengo network, that network exported back to ONNX-SNN)."""
     source = to_snn(branching(), "LIF", params={"amplitude": 0.05}, max_rates=200, intercepts=-0.5)
     built = to_nengo(source)
     exported = from_nengo(built.network, built.inputs, {"y": built.outputs["y"].target},
                           input_shapes=built.input_shapes, simulation=built.simulation)
+    return source, built, exported
+
+
+def test_onnx_to_nengo_to_onnx_gives_the_same_outputs():
+    source, _, exported = _branching_round_trip()
     x = RNG.normal(size=(3, 2, 6, 6)).astype(np.float32)
     logits = run_single(ort_session(exported), x)[0]
     probs = np.exp(logits - logits.max(1, keepdims=True))
@@ -140,10 +146,7 @@ def test_spiking_outputs_are_identical_after_the_round_trip():
     """Same weights and the same seeded initial state give the same spikes, step for step."""
     from onnxlab.snn.simulate import simulate
 
-    source = to_snn(branching(), "LIF", params={"amplitude": 0.05}, max_rates=200, intercepts=-0.5)
-    built = to_nengo(source)
-    exported = from_nengo(built.network, built.inputs, {"y": built.outputs["y"].target},
-                          input_shapes=built.input_shapes, simulation=built.simulation)
+    _, built, exported = _branching_round_trip()
     x = RNG.normal(size=(4, 2, 6, 6)).astype(np.float32)
     before = simulate(built, x, n_steps=25)["y"]
     after = simulate(to_nengo(exported), x, n_steps=25)["y"]

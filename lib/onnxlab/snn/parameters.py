@@ -32,8 +32,10 @@ def nengo_parameters(network: Any) -> dict[str, np.ndarray]:
         if isinstance(t, nengo.Convolution):
             params.add("conv", ".kernel", t.init)
         elif isinstance(t, nengo.Dense) and np.ndim(t.init) == 2:
-            params.add("bias" if conn.pre_obj.size_out == 1 else "dense", "" if conn.pre_obj.size_out == 1
-                       else ".weight", t.init)
+            if conn.pre_obj.size_out == 1:  # from a constant node: a bias
+                params.add("bias", "", t.init)
+            else:
+                params.add("dense", ".weight", t.init)
     for ens in network.all_ensembles:
         params.add("ensemble", ".gain", np.broadcast_to(ens.gain, (ens.n_neurons,)))
         params.add("ensemble", ".bias", np.broadcast_to(ens.bias, (ens.n_neurons,)))
