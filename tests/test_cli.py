@@ -35,7 +35,7 @@ def test_corrupt_model_gives_one_error_and_no_output(tmp_path):
 
 
 def test_convert_writes_a_valid_model(tmp_path):
-    keras = pytest.importorskip("keras")
+    pytest.importorskip("keras")
     import onnx
 
     from onnxlab.runtime import ort_session, run_single
@@ -119,3 +119,16 @@ def test_upgrade_reports_its_changes(tmp_path):
     onnx.checker.check_model(str(tmp_path / "new.onnx"), full_check=True)
     again = _run("upgrade", tmp_path / "new.onnx", tmp_path / "again.onnx")
     assert again.returncode == 1 and "has no legacy ONNX-SNN node" in again.stderr
+
+
+def test_to_nengo_code_writes_a_file(tmp_path):
+    import onnx
+
+    from onnxlab.snn import to_snn
+    from tests.onnx_models import mlp
+
+    onnx.save(to_snn(mlp()), tmp_path / "m.onnx")
+    proc = _run("to-nengo-code", tmp_path / "m.onnx", "-o", tmp_path / "net.py")
+    assert proc.returncode == 0, proc.stderr
+    compile((tmp_path / "net.py").read_text(), "net.py", "exec")
+    assert not list(tmp_path.glob("*.partial"))

@@ -113,9 +113,7 @@ def test_decoded_connections_are_refused():
 
 def test_permutations_export_as_gather_and_come_back_as_the_same_sparse_transform():
     """A flatten-order permutation (Transpose in ONNX, Sparse in Nengo) must not become a dense matrix."""
-    from onnx import TensorProto, helper
 
-    from onnxlab.formats import ONNX_OPSET, finalize
     from onnxlab.snn import layout
 
     perm = layout.flatten_permutation(3, 2, 4)

@@ -109,9 +109,9 @@ def _to_nengo_code(args: argparse.Namespace) -> int:
 
     code = to_nengo_code(args.model, max_pool=args.max_pool)
     if args.output:
-        partial = Path(args.output + ".partial")
-        partial.write_text(code)
-        os.replace(partial, args.output)
+        from onnxlab.formats import save_text
+
+        save_text(code, args.output)
         print(f"wrote {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(code)

@@ -94,13 +94,37 @@ def load_model(path: str | os.PathLike, *, check: bool = True) -> onnx.ModelProt
     return model
 
 
-def save_model(model: onnx.ModelProto, path: str | os.PathLike) -> Path:
-    """Write ``model`` to ``path`` atomically: a failed write leaves no partial file behind."""
+def unique_name(name: str, taken: set[str]) -> str:
+    """``name``, or ``name_1``, ``name_2``, ... whichever is not in ``taken``; added to ``taken``."""
+    candidate, i = name, 1
+    while candidate in taken:
+        candidate, i = f"{name}_{i}", i + 1
+    taken.add(candidate)
+    return candidate
+
+
+def as_model(model: onnx.ModelProto | str | os.PathLike, *, check: bool = True) -> onnx.ModelProto:
+    """``model`` itself if it is a proto, else the file loaded with `load_model`."""
+    return model if isinstance(model, onnx.ModelProto) else load_model(model, check=check)
+
+
+def _write_atomically(path: str | os.PathLike, write) -> Path:
+    """Call ``write(partial_path)``, then move the result to ``path``; a failure leaves nothing behind."""
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
     try:
-        onnx.save(model, str(partial))
+        write(partial)
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
     return path
+
+
+def save_model(model: onnx.ModelProto, path: str | os.PathLike) -> Path:
+    """Write ``model`` to ``path`` atomically: a failed write leaves no partial file behind."""
+    return _write_atomically(path, lambda partial: onnx.save(model, str(partial)))
+
+
+def save_text(text: str, path: str | os.PathLike) -> Path:
+    """Write ``text`` to ``path`` atomically (as `save_model`)."""
+    return _write_atomically(path, lambda partial: partial.write_text(text))

@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Sequence
@@ -202,8 +201,7 @@ def export(model: Any, onnx_path: str | os.PathLike, *, keras_path: str | os.Pat
         return convert_file(keras_path, onnx_path)
     if example_input is None:
         example_input = [np.zeros((1, *t.shape[1:]), dtype=t.dtype.as_numpy_dtype) for t in model.inputs]
-    onnx.save(to_onnx(model, example_input, name=model.name), onnx_path)
-    return onnx_path
+    return save_model(to_onnx(model, example_input, name=model.name), onnx_path)
 
 
 def _convert_file_here(keras_path: str, onnx_path: str) -> None:

@@ -28,7 +28,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxlab.errors import SNNError
-from onnxlab.formats import ONNX_OPSET, ONNX_SNN_DOMAIN, PRODUCER, finalize
+from onnxlab.formats import ONNX_OPSET, ONNX_SNN_DOMAIN, PRODUCER, finalize, unique_name
 from onnxlab.snn import layout
 from onnxlab.snn.neurons import NEURONS, install_functions
 from onnxlab.snn.simulation import Simulation
@@ -46,12 +46,7 @@ class _Graph:
         self.names: set[str] = set()
 
     def name(self, base: str) -> str:
-        base = re.sub(r"[^A-Za-z0-9_.\-]+", "_", base).strip("_") or "t"
-        candidate, i = base, 1
-        while candidate in self.names:
-            candidate, i = f"{base}_{i}", i + 1
-        self.names.add(candidate)
-        return candidate
+        return unique_name(re.sub(r"[^A-Za-z0-9_.\-]+", "_", base).strip("_") or "t", self.names)
 
     def const(self, base: str, value: np.ndarray) -> str:
         """An initializer: float values as float32 (the model's type), integer ones (shapes) unchanged."""

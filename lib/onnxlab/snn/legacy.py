@@ -14,10 +14,10 @@ import onnx
 from onnx import helper, numpy_helper
 
 from onnxlab.errors import SNNError
-from onnxlab.formats import ONNX_SNN_DOMAIN, finalize
+from onnxlab.formats import ONNX_SNN_DOMAIN, finalize, unique_name
 from onnxlab.snn.neurons import NEURONS, install_functions
 from onnxlab.snn.simulation import Simulation
-from onnxlab.snn.to_snn import _unique, gain_bias
+from onnxlab.snn.to_snn import gain_bias
 
 #: Ensemble settings of the original tool (thesis Fig. 4-4), used for files that store none.
 LEGACY_MAX_RATES = 100.0
@@ -55,9 +55,9 @@ def upgrade(model: onnx.ModelProto | str | os.PathLike, *, max_rates: float = LE
     SNNError
         If the model has no legacy neuron node, or one of them cannot be upgraded.
     """
-    from onnxlab.formats import load_model
+    from onnxlab.formats import as_model
 
-    source = load_model(model, check=False) if not isinstance(model, onnx.ModelProto) else model
+    source = as_model(model, check=False)
     if not is_legacy(source):
         raise SNNError(f"model {source.graph.name!r} has no legacy ONNX-SNN node "
                        f"({', '.join(NEURONS)} in the default domain)")
@@ -84,7 +84,7 @@ def upgrade(model: onnx.ModelProto | str | os.PathLike, *, max_rates: float = LE
             changes.append(f"node {label!r}: wrote Nengo defaults for {', '.join(missing)}")
         if len(node.input) == 1:
             g, b = gain_bias(op, params, gain=1.0, bias=0.0, max_rates=max_rates, intercepts=intercepts)
-            g_name, b_name = _unique(f"{label}.gain", taken), _unique(f"{label}.bias", taken)
+            g_name, b_name = unique_name(f"{label}.gain", taken), unique_name(f"{label}.bias", taken)
             upgraded.graph.initializer.extend([numpy_helper.from_array(np.array(g, np.float32), g_name),
                                                numpy_helper.from_array(np.array(b, np.float32), b_name)])
             node.input.extend([g_name, b_name])

@@ -94,10 +94,10 @@ def verify(model: onnx.ModelProto | str | os.PathLike, x: np.ndarray, *, rtol: f
     SNNError
         If any output differs by more than ``rtol * max|onnxruntime output|``.
     """
-    from onnxlab.formats import load_model
+    from onnxlab.formats import as_model
     from onnxlab.runtime import ort_session
 
-    proto = load_model(model, check=False) if not isinstance(model, onnx.ModelProto) else model
+    proto = as_model(model, check=False)
     nengo_model = to_nengo(proto, rate=True, filtered_probes=False, **to_nengo_options)
     nengo_out = simulate(nengo_model, x, n_steps=1)
     session = ort_session(proto)

@@ -576,12 +576,12 @@ def to_nengo(model: onnx.ModelProto | str | os.PathLike, *, rate: bool = False,
     import nengo
     import nengo_dl
 
-    from onnxlab.formats import load_model
+    from onnxlab.formats import as_model
     from onnxlab.snn.legacy import is_legacy
 
     if max_pool not in MAX_POOL_MODES:
         raise SNNError(f"max_pool must be one of {MAX_POOL_MODES}, got {max_pool!r}")
-    source = load_model(model, check=False) if not isinstance(model, onnx.ModelProto) else model
+    source = as_model(model, check=False)
     if is_legacy(source):
         raise SNNError("this is a legacy ONNX-SNN file (neuron ops in the default domain): "
                        "upgrade it first with `onnxlab upgrade` / onnxlab.snn.upgrade")

@@ -8,20 +8,12 @@ import onnx
 from onnx import helper, numpy_helper
 
 from onnxlab.errors import SNNError
-from onnxlab.formats import ONNX_SNN_DOMAIN, finalize
+from onnxlab.formats import ONNX_SNN_DOMAIN, finalize, unique_name
 from onnxlab.snn.neurons import NeuronOp, install_functions, neuron, neuron_nodes
 from onnxlab.snn.simulation import Simulation
 
 #: Activation op types replaced by default (the thesis' choice).
 DEFAULT_ACTIVATIONS = ("Relu", "Sigmoid", "Tanh")
-
-
-def _unique(name: str, taken: set[str]) -> str:
-    candidate, i = name, 1
-    while candidate in taken:
-        candidate, i = f"{name}_{i}", i + 1
-    taken.add(candidate)
-    return candidate
 
 
 def gain_bias(op: type[NeuronOp], params: dict[str, float], *, gain: float, bias: float,
@@ -75,9 +67,9 @@ def to_snn(model: onnx.ModelProto | str | os.PathLike, neuron_type: str = "LIF",
     SNNError
         Unknown neuron or parameter, an already-spiking model, or no activation to replace.
     """
-    from onnxlab.formats import load_model
+    from onnxlab.formats import as_model
 
-    source = load_model(model) if not isinstance(model, onnx.ModelProto) else model
+    source = as_model(model)
     if neuron_nodes(source):
         raise SNNError(f"model {source.graph.name!r} is already ONNX-SNN (it has {ONNX_SNN_DOMAIN} nodes)")
     mapping = dict(mapping) if mapping is not None else {a: neuron_type for a in DEFAULT_ACTIVATIONS}
@@ -100,7 +92,7 @@ def to_snn(model: onnx.ModelProto | str | os.PathLike, neuron_type: str = "LIF",
         op, p = ops[node.op_type], op_params[node.op_type]
         g, b = gain_bias(op, p, gain=gain, bias=bias, max_rates=max_rates, intercepts=intercepts)
         base = node.name or node.output[0]
-        g_name, b_name = _unique(f"{base}.gain", taken), _unique(f"{base}.bias", taken)
+        g_name, b_name = unique_name(f"{base}.gain", taken), unique_name(f"{base}.bias", taken)
         snn.graph.initializer.extend([numpy_helper.from_array(np.array(g, np.float32), g_name),
                                       numpy_helper.from_array(np.array(b, np.float32), b_name)])
         new = helper.make_node(op.op_type, [node.input[0], g_name, b_name], list(node.output),
