@@ -70,3 +70,36 @@ def branching(pool="AveragePool", batch_norm=False):
     graph = helper.make_graph(nodes, "branching", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2, 6, 6])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4])], inits)
     return finalize(helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)]))
+
+
+def keras_style_cnn():
+    """x (N, 6, 5, 2) channels-last -> Transpose -> Conv/relu -> Transpose back -> Reshape -> MatMul + Add -> y (N, 4).
+
+    The shape of a tf2onnx-converted Keras CNN: the Transpose before the flatten is a pure
+    permutation that `to_nengo` folds into the dense matrix. H != W so a wrong axis cannot pass.
+    """
+    conv, inits = _conv("conv", "nchw", 2, 3)
+    inits += [numpy_helper.from_array(RNG.normal(scale=0.3, size=(90, 4)).astype(np.float32), "fc.w"),
+              numpy_helper.from_array(RNG.normal(scale=0.1, size=4).astype(np.float32), "fc.b"),
+              numpy_helper.from_array(np.array([0, -1], np.int64), "flat_shape")]
+    nodes = [helper.make_node("Transpose", ["x"], ["nchw"], name="to_nchw", perm=[0, 3, 1, 2]), conv,
+             helper.make_node("Relu", ["conv"], ["r"], name="r"),
+             helper.make_node("Transpose", ["r"], ["nhwc"], name="to_nhwc", perm=[0, 2, 3, 1]),
+             helper.make_node("Reshape", ["nhwc", "flat_shape"], ["flat"], name="flatten"),
+             helper.make_node("MatMul", ["flat", "fc.w"], ["mm"], name="fc"),
+             helper.make_node("Add", ["mm", "fc.b"], ["y"], name="fc_bias")]
+    graph = helper.make_graph(nodes, "keras_style_cnn",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 6, 5, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4])], inits)
+    return finalize(helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)]))
+
+
+def shared_linear():
+    """x (N, 6) -> MatMul -> m; y = relu(m) + m: a linear result read twice (by the neurons and the Add)."""
+    w = numpy_helper.from_array(RNG.normal(size=(6, 5)).astype(np.float32), "W")
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["m"], name="mm"),
+             helper.make_node("Relu", ["m"], ["h"], name="act"),
+             helper.make_node("Add", ["h", "m"], ["y"], name="sum")]
+    graph = helper.make_graph(nodes, "shared_linear", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 5])], [w])
+    return finalize(helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)]))

@@ -9,7 +9,7 @@ from onnxlab.runtime import ort_session, run_single
 from onnxlab.snn import to_snn
 from onnxlab.snn.simulate import VERIFY_RTOL, simulate, verify
 from onnxlab.snn.to_nengo import fold_batch_norm, to_nengo
-from tests.onnx_models import branching, legacy_model, mlp
+from tests.onnx_models import branching, keras_style_cnn, legacy_model, mlp, shared_linear
 
 pytest.importorskip("nengo_dl")
 RNG = np.random.default_rng(3)
@@ -32,6 +32,36 @@ def test_branching_conv_net_matches_onnxruntime():
     snn = to_snn(branching(), "LIF", params={"amplitude": 0.05}, max_rates=200, intercepts=-0.5)
     report = verify(snn, _images())
     assert report["y"].label_agreement == 1.0
+
+
+def _passthrough_nodes(network):
+    return [n for n in network.all_nodes if n.output is None]
+
+
+def test_keras_style_cnn_has_no_copies_and_matches_onnxruntime():
+    """Conv feeds the neurons directly and the Transpose before the flatten is folded into the dense matrix."""
+    import nengo
+
+    snn = to_snn(keras_style_cnn(), "LIF", params={"amplitude": 0.05}, max_rates=200, intercepts=-0.5)
+    report = verify(snn, RNG.normal(size=(5, 6, 5, 2)).astype(np.float32))
+    assert report["y"].max_rel_err <= VERIFY_RTOL
+    built = to_nengo(snn)
+    sparse = [c for c in built.network.all_connections if isinstance(c.transform, nengo.Sparse)]
+    assert [c.transform.shape for c in sparse] == [(60, 60)]  # only the input's NHWC -> NCHW transpose
+    # left: the transposed input (a Convolution cannot absorb a permutation) and the probed output
+    assert [n.label for n in _passthrough_nodes(built.network)] == ["to_nchw", "fc_bias"]
+    (conv,) = [c for c in built.network.all_connections if isinstance(c.transform, nengo.Convolution)]
+    assert conv.post_obj.ensemble is built.ensembles["r"]
+
+
+def test_a_linear_result_read_twice_is_built_once():
+    import nengo
+
+    snn = to_snn(shared_linear(), "RectifiedLinear")
+    verify(snn, RNG.normal(size=(4, 6)).astype(np.float32))
+    built = to_nengo(snn)
+    assert sorted(n.label for n in _passthrough_nodes(built.network)) == ["mm", "sum"]
+    assert sum(isinstance(c.transform, nengo.Dense) for c in built.network.all_connections) == 1
 
 
 def test_batch_norm_is_folded_into_the_conv_and_matches():
