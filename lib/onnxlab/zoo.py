@@ -167,6 +167,72 @@ def lenet1(activation: str = "tanh"):
     ], name="LeNet-1")
 
 
+def lenet4(activation: str = "tanh"):
+    """LeNet-4 (LeCun et al. 1998) on 28x28 MNIST.
+
+    conv 4@5x5 (24x24) → avgpool 2 → conv 16@5x5 (8x8) → avgpool 2 (4x4) → dense 120 → dense 10 softmax.
+    Input (N, 28, 28, 1).
+    """
+    from onnxlab.reproducibility import quiet
+
+    quiet()
+    from keras import Sequential, layers
+
+    return Sequential([
+        layers.Input(MNIST_SHAPE, name="image"),
+        layers.Conv2D(4, 5, activation=activation),
+        layers.AveragePooling2D(2),
+        layers.Conv2D(16, 5, activation=activation),
+        layers.AveragePooling2D(2),
+        layers.Flatten(),
+        layers.Dense(120, activation=activation),
+        layers.Dense(10, activation="softmax"),
+    ], name="LeNet-4")
+
+
+def lenet5(activation: str = "tanh"):
+    """LeNet-5 (LeCun et al. 1998) on 28x28 MNIST.
+
+    conv 6@5x5 'same' (28x28, as LeCun's 32x32 input gives) → avgpool 2 → conv 16@5x5 (10x10) →
+    avgpool 2 (5x5) → dense 120 → dense 84 → dense 10 softmax. Input (N, 28, 28, 1).
+    """
+    from onnxlab.reproducibility import quiet
+
+    quiet()
+    from keras import Sequential, layers
+
+    return Sequential([
+        layers.Input(MNIST_SHAPE, name="image"),
+        layers.Conv2D(6, 5, padding="same", activation=activation),
+        layers.AveragePooling2D(2),
+        layers.Conv2D(16, 5, activation=activation),
+        layers.AveragePooling2D(2),
+        layers.Flatten(),
+        layers.Dense(120, activation=activation),
+        layers.Dense(84, activation=activation),
+        layers.Dense(10, activation="softmax"),
+    ], name="LeNet-5")
+
+
+def residual_cnn():
+    """A small branching Keras CNN: a residual block (Add) and two concatenated branches (Concatenate).
+
+    Input (N, 28, 28, 1) → conv 8@3x3 'same' → [conv 8@3x3 'same' + skip] ++ [conv 4@1x1] → avgpool 4 →
+    dense 10 softmax.
+    """
+    from onnxlab.reproducibility import quiet
+
+    quiet()
+    from keras import Model, layers
+
+    image = layers.Input(MNIST_SHAPE, name="image")
+    stem = layers.Conv2D(8, 3, padding="same", activation="relu")(image)
+    residual = layers.Add()([layers.Conv2D(8, 3, padding="same", activation="relu")(stem), stem])
+    branches = layers.Concatenate()([residual, layers.Conv2D(4, 1, activation="relu")(stem)])
+    pooled = layers.Flatten()(layers.AveragePooling2D(4)(branches))
+    return Model(image, layers.Dense(10, activation="softmax")(pooled), name="residual-cnn")
+
+
 #: keras.applications constructor name -> file name of its ImageNet weights in the Keras cache.
 IMAGENET_WEIGHT_FILES = {
     "VGG16": "vgg16_weights_tf_dim_ordering_tf_kernels.h5",
