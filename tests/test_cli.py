@@ -132,3 +132,86 @@ def test_to_nengo_code_writes_a_file(tmp_path):
     assert proc.returncode == 0, proc.stderr
     compile((tmp_path / "net.py").read_text(), "net.py", "exec")
     assert not list(tmp_path.glob("*.partial"))
+
+
+def _models(tmp_path):
+    import onnx
+
+    from onnxlab.snn import to_snn
+    from tests.onnx_models import legacy_model, mlp
+
+    paths = {"dnn": tmp_path / "dnn.onnx", "snn": tmp_path / "snn.onnx", "legacy": tmp_path / "legacy.onnx"}
+    onnx.save(mlp(), paths["dnn"])
+    onnx.save(to_snn(mlp(), "LIF", params={"amplitude": 0.01}), paths["snn"])
+    onnx.save(legacy_model(), paths["legacy"])
+    return paths
+
+
+def test_classify_prints_a_table_and_json(tmp_path, capsys):
+    import json
+
+    paths = _models(tmp_path)
+    assert main(["classify", *map(str, paths.values())]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:3] == ["file", "kind", "rule"]
+    assert [line.split()[1] for line in lines[1:]] == ["DL", "SNN", "SNN"]
+    assert main(["classify", "--json", str(paths["legacy"])]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["kind"] == "SNN" and row["legacy_snn"] and row["spiking_ops"] == ["LIF"]
+
+
+def test_classify_reports_bad_files_and_exits_1(tmp_path, capsys):
+    paths = _models(tmp_path)
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    assert main(["classify", str(paths["dnn"]), str(tmp_path / "empty.onnx")]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.strip() == f"error: {tmp_path / 'empty.onnx'}: empty file, not an ONNX model"
+    assert "DL" in captured.out
+
+
+def test_run_writes_outputs_and_names_the_engine(tmp_path):
+    from onnxlab.runtime import ort_session, run_single
+
+    paths = _models(tmp_path)
+    x = np.random.default_rng(1).normal(size=(3, 6)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    proc = _run("run", paths["dnn"], "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy")
+    assert proc.returncode == 0, proc.stderr
+    assert "DL model, ran on onnxruntime" in proc.stdout
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), run_single(ort_session(paths["dnn"]), x)[0])
+    proc = _run("run", paths["snn"], "--input", f"x={tmp_path / 'x.npy'}", "--output", tmp_path / "s.npz",
+                "--n-steps", "5")
+    assert proc.returncode == 0, proc.stderr
+    assert "SNN model, ran on nengo-dl" in proc.stdout and np.load(tmp_path / "s.npz")["y"].shape == (3, 4)
+
+
+@pytest.mark.parametrize("array, message", [
+    (np.zeros((3, 5), np.float32), r"input 'x' expects shape \(\?, 6\), got \(3, 5\)"),
+    (np.zeros((3, 6), np.int64), r"input 'x' expects float \(float32\), got int64"),
+])
+def test_run_refuses_wrong_inputs_without_output(tmp_path, array, message):
+    import re
+
+    paths = _models(tmp_path)
+    np.save(tmp_path / "x.npy", array)
+    proc = _run("run", paths["dnn"], "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy")
+    assert proc.returncode == 1 and re.search(message, proc.stderr) and "Traceback" not in proc.stderr
+    assert not (tmp_path / "y.npy").exists() and not list(tmp_path.glob("*.partial"))
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00\x01garbage\xff" * 50, b"just text\n"])
+def test_run_and_info_on_bad_files(tmp_path, content):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(content)
+    np.save(tmp_path / "x.npy", np.zeros((1, 6), np.float32))
+    for args in (("run", bad, "--input", tmp_path / "x.npy"), ("info", bad)):
+        proc = _run(*args)
+        assert proc.returncode == 1 and proc.stderr.startswith(f"error: {bad}: ") and "Traceback" not in proc.stderr
+
+
+def test_info_prints_the_summary(tmp_path):
+    paths = _models(tmp_path)
+    proc = _run("info", paths["snn"])
+    assert proc.returncode == 0, proc.stderr
+    assert "SNN (spiking neuron ops in org.onnxlab.snn)" in proc.stdout
+    assert "input  x: float (?, 6)" in proc.stdout and "parameters" in proc.stdout

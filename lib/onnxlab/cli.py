@@ -125,6 +125,124 @@ def _add_to_nengo_code(parser: argparse.ArgumentParser) -> None:
                         help="MaxPool: replace by average pooling (default) or refuse")
 
 
+def _classify(args: argparse.Namespace) -> int:
+    import json
+
+    from onnxlab.classify import classify
+
+    rows, failed = [], 0
+    for file in args.files:
+        try:
+            evidence = classify(file)
+        except OnnxlabError as exc:
+            failed += 1
+            print(f"error: {exc}", file=sys.stderr)
+            continue
+        rows.append(dict(file=file, **evidence.as_dict()))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif rows:
+        header = ("file", "kind", "rule", "domains", "spiking ops", "producer")
+        table = [(r["file"], r["kind"] + (f" (also {'/'.join(r['also'])})" if r["also"] else ""), r["rule"],
+                  ", ".join(f"{d}:{n}" for d, n in r["domains"].items()), ", ".join(r["spiking_ops"]) or "-",
+                  r["producer"] or "-") for r in rows]
+        widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(header)]
+        for row in [header, *table]:
+            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    return 1 if failed else 0
+
+
+def _add_classify(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", nargs="+", help="ONNX files")
+    parser.add_argument("--json", action="store_true", help="print the evidence as JSON")
+
+
+def _load_inputs(specs: list[str]) -> dict[str, object] | object:
+    """``--input x.npy`` (the only input) or ``--input name=x.npy`` (repeatable); .npz gives names."""
+    import numpy as np
+
+    named, single = {}, None
+    for spec in specs:
+        name, sep, file = spec.rpartition("=") if "=" in spec else ("", "", spec)
+        path = Path(file)
+        if not path.is_file():
+            raise OnnxlabError(f"--input {spec}: no such file {path}")
+        try:
+            loaded = np.load(path, allow_pickle=False)
+        except Exception as exc:
+            raise OnnxlabError(f"--input {spec}: not a .npy/.npz array file ({type(exc).__name__})") from None
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            named.update({k: loaded[k] for k in loaded.files})
+        elif name:
+            named[name] = loaded
+        elif single is None and len(specs) == 1:
+            single = loaded
+        else:
+            raise OnnxlabError(f"--input {spec}: with several inputs, name each one (--input NAME=FILE.npy)")
+    return single if single is not None else named
+
+
+def _run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from onnxlab.inference import FROM_FILE, run
+
+    if args.output and Path(args.output).suffix not in (".npy", ".npz"):
+        raise OnnxlabError(f"--output {args.output}: must end in .npy (one output) or .npz (all outputs)")
+    synapse = FROM_FILE if args.synapse is None else (None if args.synapse < 0 else args.synapse)
+    result = run(args.model, _load_inputs(args.input), n_steps=args.n_steps, synapse=synapse,
+                 progress_bar=sys.stderr.isatty() or args.progress)
+    print(f"{args.model}: {result.kind} model, ran on {result.engine} in {result.seconds:.3g} s")
+    for note in result.notes:
+        print(f"note: {note}")
+    for name, value in result.outputs.items():
+        print(f"  {name}: {value.dtype} {tuple(value.shape)}")
+    if args.output:
+        from onnxlab.formats import save_arrays
+
+        if Path(args.output).suffix == ".npy" and len(result.outputs) != 1:
+            raise OnnxlabError(f"--output {args.output}: the model has {len(result.outputs)} outputs; use a .npz file")
+        save_arrays(result.outputs, args.output)
+        print(f"wrote {args.output}")
+    return 0
+
+
+def _add_run(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="ONNX or ONNX-SNN file")
+    parser.add_argument("--input", action="append", required=True, metavar="[NAME=]FILE",
+                        help="input array (.npy; NAME=FILE.npy per input, or one .npz with every input)")
+    parser.add_argument("--output", help="write the outputs: .npy (single output) or .npz")
+    parser.add_argument("--n-steps", type=int, default=None, help="SNN: simulation steps per sample (default: file)")
+    parser.add_argument("--synapse", type=float, default=None,
+                        help="SNN: output synapse in s, negative for none (default: file)")
+    parser.add_argument("--progress", action="store_true", help="SNN: show a progress bar even when not on a tty")
+
+
+def _info(args: argparse.Namespace) -> int:
+    import json
+
+    from onnxlab.inference import info
+
+    summary = info(args.model)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"{summary['file']}: {summary['kind']} ({summary['rule']})")
+    print(f"  producer {summary['producer'] or '-'}, IR version {summary['ir_version']}, opsets "
+          + ", ".join(f"{d} {v}" for d, v in summary["opsets"].items()))
+    for role in ("inputs", "outputs"):
+        for v in summary[role]:
+            print(f"  {role[:-1]:6} {v['name']}: {v['type']} {v['dims']}")
+    size = "-" if summary["size_bytes"] is None else f"{summary['size_bytes'] / 2**20:.3g} MiB"
+    print(f"  {summary['nodes']} nodes, {summary['parameters']:,} parameters, {size} on disk")
+    return 0
+
+
+def _add_info(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="ONNX file")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
 @dataclass(frozen=True)
 class Command:
     """A subcommand: its help line, how it declares its arguments, and what it runs."""
@@ -139,6 +257,9 @@ COMMANDS: dict[str, Command] = {
     "to-snn": Command("replace the activations of an ONNX model by spiking neuron ops (ONNX-SNN)",
                       _add_to_snn, _to_snn),
     "upgrade": Command("upgrade a legacy ONNX-SNN file to the valid encoding", _add_upgrade, _upgrade),
+    "classify": Command("tell ML, DL and SNN models apart (reads the graph, runs nothing)", _add_classify, _classify),
+    "run": Command("run a model on the engine its kind needs (ONNX Runtime or Nengo)", _add_run, _run),
+    "info": Command("opsets, inputs/outputs, parameter count and size of a model", _add_info, _info),
     "to-nengo-code": Command("print a Python script that builds the ONNX-SNN model's network with the nengo API",
                              _add_to_nengo_code, _to_nengo_code),
 }

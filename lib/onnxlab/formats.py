@@ -128,3 +128,21 @@ def save_model(model: onnx.ModelProto, path: str | os.PathLike) -> Path:
 def save_text(text: str, path: str | os.PathLike) -> Path:
     """Write ``text`` to ``path`` atomically (as `save_model`)."""
     return _write_atomically(path, lambda partial: partial.write_text(text))
+
+
+def save_arrays(arrays: dict, path: str | os.PathLike) -> Path:
+    """Write arrays atomically: a ``.npy`` file holds exactly one, a ``.npz`` file any number by name."""
+    import numpy as np
+
+    path = Path(path)
+    if path.suffix == ".npy" and len(arrays) != 1:
+        raise ValueError(f"{path}: a .npy file holds one array, got {len(arrays)}; use .npz")
+
+    def write(partial: Path) -> None:
+        with open(partial, "wb") as f:
+            if path.suffix == ".npy":
+                np.save(f, next(iter(arrays.values())))
+            else:
+                np.savez(f, **arrays)
+
+    return _write_atomically(path, write)
