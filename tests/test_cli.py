@@ -5,6 +5,7 @@ import sys
 import numpy as np
 import pytest
 
+from onnxlab.bad_inputs import BAD_INPUTS
 from onnxlab.cli import main
 
 
@@ -215,3 +216,14 @@ def test_info_prints_the_summary(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "SNN (spiking neuron ops in org.onnxlab.snn)" in proc.stdout
     assert "input  x: float (?, 6)" in proc.stdout and "parameters" in proc.stdout
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_every_bad_input_gives_one_clear_error(tmp_path, case):
+    model, x = BAD_INPUTS[case].write(tmp_path)
+    before = set(tmp_path.iterdir())
+    proc = _run("run", model, "--input", x, "--output", tmp_path / "y.npy")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stderr.startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1
+    assert BAD_INPUTS[case].message in proc.stderr and "Traceback" not in proc.stderr
+    assert set(tmp_path.iterdir()) == before  # no output, no partial file

@@ -31,6 +31,11 @@ CONTRACTS = {
         invariant=lambda t: (t.max_weight_abs_diff == 0).all() and (t.identical_predictions == 1).all()
         and (t.accuracy_before == t.accuracy_after).all(),
         tables=["snn_weight_shapes", "snn_forward"], figures=["snn_accuracy_vs_steps", "snn_spike_raster"]),
+    "model_classification": dict(
+        columns={"source", "expected", "models", "ML", "DL", "SNN", "error", "correct", "paper_rule_correct"},
+        invariant=lambda t: (t.correct == t.models).all() and (t.error == 0).all(),
+        tables=["model_routing", "model_failures", "model_zoo", "bad_input", "loader_fuzz"],
+        figures=["model_routing"]),
 }
 ids = [p.stem for p in NOTEBOOKS]
 

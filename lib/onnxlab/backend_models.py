@@ -80,7 +80,8 @@ def evaluate(path: Path) -> dict:
     Returns
     -------
     dict
-        ``model`` (group/test), ``expected``, ``kind`` (or None), ``engine``, ``ran``,
+        ``model`` (group/test), ``expected``, ``kind`` (or None), ``paper_rule_kind`` (what the
+        paper's model-domain rule says, or None), ``engine``, ``ran``,
         ``outputs_match`` (against the reference outputs), ``stage`` and ``reason`` of a failure.
     """
     from onnxlab.classify import classify, read_model
@@ -88,13 +89,14 @@ def evaluate(path: Path) -> dict:
     from onnxlab.inference import declared_inputs, run
 
     row = dict(model=f"{path.parent.parent.name}/{path.parent.name}", expected=expected_kind(path), kind=None,
+               paper_rule_kind=None,
                engine=None, ran=False, outputs_match=None, stage=None, reason=None)
     try:
         proto = read_model(path)
         evidence = classify(proto)
     except OnnxlabError as exc:
         return {**row, "stage": "classify", "reason": str(exc)}
-    row["kind"] = evidence.kind
+    row["kind"], row["paper_rule_kind"] = evidence.kind, evidence.paper_rule_kind
     case = load_test_case(path)
     if case is None:
         return {**row, "stage": "inputs", "reason": "no test data set"}

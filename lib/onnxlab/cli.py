@@ -183,8 +183,6 @@ def _load_inputs(specs: list[str]) -> dict[str, object] | object:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from onnxlab.inference import FROM_FILE, run
 
     if args.output and Path(args.output).suffix not in (".npy", ".npz"):

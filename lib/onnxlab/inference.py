@@ -28,6 +28,10 @@ from onnxlab.errors import OnnxlabError
 #: Largest total of declared tensor bytes `check_resources` lets an engine try to allocate
 #: (a quarter of this machine's memory, at least 1 GiB).
 MAX_TENSOR_BYTES_FRACTION = 0.25
+#: Element types numpy cannot hold natively (bfloat16, float8, 4-bit): inputs of these types cannot be fed.
+NON_NUMPY_TYPES = frozenset(getattr(onnx.TensorProto, name) for name in (
+    "BFLOAT16", "FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ", "UINT4", "INT4", "FLOAT4E2M1")
+    if hasattr(onnx.TensorProto, name))
 #: Signals "use the file's value" for `run`'s synapse (None already means "no filter").
 FROM_FILE = "from file"
 
@@ -136,7 +140,10 @@ def check_inputs(model: onnx.ModelProto, inputs: np.ndarray | Mapping[str, np.nd
         where = f"{name}: input {value.name!r}"
         if not value.type.HasField("tensor_type"):
             raise OnnxlabError(f"{where} is not a tensor (sequences and maps are not supported)")
-        dtype = _numpy_dtype(value.type.tensor_type.elem_type, where)
+        elem_type = value.type.tensor_type.elem_type
+        if elem_type in NON_NUMPY_TYPES:
+            raise OnnxlabError(f"{where} is {_elem_type_name(elem_type)}, which has no numpy dtype to feed")
+        dtype = _numpy_dtype(elem_type, where)
         if array.dtype != dtype:
             raise OnnxlabError(f"{where} expects {_elem_type_name(value.type.tensor_type.elem_type)} "
                                f"({dtype}), got {array.dtype}")
@@ -273,7 +280,7 @@ def _clean_ort_message(exc: Exception) -> str:
     """ONNX Runtime's message without its status prefix and C++ source locations."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
-    text = re.sub(r"/onnxruntime_src/\S+:\d+ [^\]]*?\) ", "", text)
+    text = re.sub(r"/onnxruntime_src/\S+:\d+ \S.*?\)\S* ", "", text)
     return text[:400]
 
 
@@ -281,8 +288,8 @@ def _run_onnxruntime(model: onnx.ModelProto, path: Path | None, inputs: dict[str
                      options: dict[str, Any]):
     from onnxlab.runtime import ort_session
 
-    try:
-        session = ort_session(path if path is not None else model)
+    try:  # failures become one OnnxlabError, so ONNX Runtime's own error log is silenced
+        session = ort_session(path if path is not None else model, log_severity=4)
     except Exception as exc:
         raise OnnxlabError(f"{name}: onnxruntime cannot load it: {_clean_ort_message(exc)}") from None
     try:

@@ -12,7 +12,7 @@ OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 
 
 def ort_session(model: onnx.ModelProto | str | os.PathLike, *, intra_op_threads: int = 0,
-                optimization: str = "all"):
+                optimization: str = "all", log_severity: int = 3):
     """An ``onnxruntime.InferenceSession`` on the CPU.
 
     Parameters
@@ -23,6 +23,9 @@ def ort_session(model: onnx.ModelProto | str | os.PathLike, *, intra_op_threads:
         Threads per operator; 0 lets ONNX Runtime choose (one per physical core).
     optimization
         Graph optimisation level: one of `OPTIMIZATION_LEVELS`.
+    log_severity
+        ONNX Runtime's own logging: 3 shows errors, 4 only fatal ones (for callers that report
+        load failures themselves).
     """
     import onnxruntime as ort
 
@@ -37,7 +40,7 @@ def ort_session(model: onnx.ModelProto | str | os.PathLike, *, intra_op_threads:
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
     options.graph_optimization_level = levels[optimization]
-    options.log_severity_level = 3
+    options.log_severity_level = log_severity
     source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
