@@ -10,7 +10,8 @@ from onnxlab.errors import SNNError
 from onnxlab.formats import ONNX_OPSET, ONNX_SNN_DOMAIN, ONNX_SNN_OPSET, finalize
 from onnxlab.runtime import ort_session, run_single
 from onnxlab.snn import NEURONS, Simulation, is_legacy, to_snn, upgrade
-from onnxlab.snn.neurons import LIF, LIFRate, RectifiedLinear, SpikingRectifiedLinear
+from onnxlab.snn.neurons import (IZHIKEVICH_CURRENT_MAX, LIF, Izhikevich, LIFRate, RectifiedLinear,
+                                 SpikingRectifiedLinear)
 from tests.onnx_models import legacy_model, mlp
 
 #: ONNX Runtime (float32) vs Nengo (float64) rates: relative error bound.
@@ -29,7 +30,10 @@ def single_op_model(op_type, params, gain, bias, n):
     return finalize(model)
 
 
-@pytest.mark.parametrize("op_type", list(NEURONS))
+CLOSED_FORM = [t for t, op in NEURONS.items() if not op.derived]
+
+
+@pytest.mark.parametrize("op_type", CLOSED_FORM)
 def test_rate_function_matches_nengo(op_type):
     op = NEURONS[op_type]
     params = op.parameters({"amplitude": 0.01, "tau_rc": 0.03} if "tau_rc" in op.attributes else {"amplitude": 0.01})
@@ -52,6 +56,61 @@ def test_attribute_defaults_are_nengos(op_type):
     for name, default in op.attributes.items():
         nengo_default = signature[name].default if name in signature else getattr(nengo_type, name)
         assert default == nengo_default, name
+
+
+def test_izhikevich_rate_is_nengos_tabulated_curve():
+    """No closed form: ONNX Runtime interpolates Nengo's own rates (exact on the grid), and saturates beyond it."""
+    params = Izhikevich.parameters({"reset_recovery": 6.0})
+    currents, rates = Izhikevich.rate_table(params)
+    between = (currents[:-1] + currents[1:]) / 2
+    x = np.concatenate([[-3.0], currents[::7], between[::11], [IZHIKEVICH_CURRENT_MAX * 1.5]]).astype(np.float32)
+    model = single_op_model("Izhikevich", Izhikevich.node_attributes(params), np.ones(x.size, np.float32),
+                            np.zeros(x.size, np.float32), x.size)
+    onnx.checker.check_model(model, full_check=True)
+    ours = run_single(ort_session(model), x[None])[0].ravel()
+    grid = slice(1, 1 + len(currents[::7]))
+    np.testing.assert_allclose(ours[grid], rates[::7], rtol=1e-6)
+    mid = ours[grid.stop:-1]
+    left, right = rates[:-1][::11], rates[1:][::11]
+    np.testing.assert_allclose(mid, (left + right) / 2, rtol=1e-5, atol=1e-4)
+    assert ours[0] == 0 and ours[-1] == rates[-1] and rates.max() > 500
+    ref = Izhikevich.nengo_type(params).rates(x[grid].astype(np.float64), np.ones(1), np.zeros(1)).ravel()
+    np.testing.assert_allclose(ours[grid], ref, rtol=1e-6)
+
+
+def test_izhikevich_network_spikes_in_nengo_and_has_no_rate_mode():
+    from onnxlab.snn.simulate import simulate, verify
+    from onnxlab.snn.to_nengo import to_nengo
+
+    snn = to_snn(mlp(), "Izhikevich", max_rates=150, intercepts=0)
+    built = to_nengo(snn)
+    (ensemble,) = built.ensembles.values()
+    assert type(ensemble.neuron_type).__name__ == "Izhikevich" and ensemble.neuron_type.reset_recovery == 8.0
+    out = simulate(built, RNG.normal(size=(2, 6)).astype(np.float32), n_steps=200,
+                   extra_probes={"spikes": ensemble.neurons})
+    assert (out["spikes"] > 0).any()
+    with pytest.raises(SNNError, match="Izhikevich has no rate twin in Nengo"):
+        verify(snn, RNG.normal(size=(2, 6)).astype(np.float32))
+
+
+def test_izhikevich_survives_export_and_legacy_upgrade():
+    from onnxlab.snn.from_nengo import from_nengo
+    from onnxlab.snn.to_nengo import to_nengo
+
+    snn = to_snn(mlp(), "Izhikevich", params={"coupling": 0.25}, max_rates=150, intercepts=0)
+    built = to_nengo(snn)
+    (name, probe), = built.outputs.items()
+    exported = from_nengo(built.network, built.inputs, {name: probe.target}, input_shapes=built.input_shapes)
+    (node,) = [n for n in exported.graph.node if n.op_type == "Izhikevich"]
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    assert attrs["coupling"] == pytest.approx(0.25) and len(attrs["rate_table"]) == len(Izhikevich.rate_table(
+        Izhikevich.parameters({"coupling": 0.25}))[1])
+    legacy = mlp()
+    legacy.graph.node[2].CopyFrom(helper.make_node("Izhikevich", ["a0"], ["h0"], name="act0"))
+    upgraded, changes = upgrade(legacy)
+    assert any("rate_table" in c for c in changes)
+    np.testing.assert_allclose(run_single(ort_session(upgraded), RNG.normal(size=(3, 6)).astype(np.float32))[0].shape,
+                               (3, 4))
 
 
 def test_spiking_types_subclass_their_rate_twin():

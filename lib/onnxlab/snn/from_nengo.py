@@ -213,7 +213,7 @@ def from_nengo(network: Any, inputs: dict[str, Any], outputs: dict[str, Any], *,
             op_type, params = _neuron_op(ens.neuron_type)
             gain, bias = _gain_bias(ens)
             total = g.op(op_type, [total, g.const(f"{base}.gain", gain), g.const(f"{base}.bias_current", bias)],
-                         base, domain=ONNX_SNN_DOMAIN, **params)
+                         base, domain=ONNX_SNN_DOMAIN, **NEURONS[op_type].node_attributes(params))
         values[obj] = total
         return total
 

@@ -70,17 +70,17 @@ def upgrade(model: onnx.ModelProto | str | os.PathLike, *, max_rates: float = LE
         op = NEURONS[node.op_type]
         label = node.name or node.output[0]
         stored = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        unknown = sorted(set(stored) - set(op.attributes))
+        unknown = sorted(set(stored) - set(op.attributes) - set(op.derived))
         if unknown:
             raise SNNError(f"node {label!r} ({node.op_type}) has attributes {', '.join(unknown)} "
                            f"that {op.nengo_path} does not know")
         params = op.parameters(stored)
         node.domain = ONNX_SNN_DOMAIN
         changes.append(f"node {label!r}: {node.op_type} moved from the default domain to {ONNX_SNN_DOMAIN}")
-        missing = [k for k in op.attributes if k not in stored]
+        missing = [k for k in (*op.attributes, *op.derived) if k not in stored]
         if missing:
             del node.attribute[:]
-            node.attribute.extend(helper.make_attribute(k, v) for k, v in params.items())
+            node.attribute.extend(helper.make_attribute(k, v) for k, v in op.node_attributes(params).items())
             changes.append(f"node {label!r}: wrote Nengo defaults for {', '.join(missing)}")
         if len(node.input) == 1:
             g, b = gain_bias(op, params, gain=1.0, bias=0.0, max_rates=max_rates, intercepts=intercepts)

@@ -13,6 +13,12 @@ Each op ships as a model-local ONNX function computing its *rate* response from 
 operators, so an ONNX-SNN file passes ``onnx.checker``, runs in ONNX Runtime (the rate
 approximation of the spiking network) and opens in Netron. Spiking types subclass their rate
 twin (``LIF(LIFRate)``), as in Nengo, and share its rate function.
+
+``Izhikevich`` has no closed-form rate. ONNX Runtime gets Nengo's own rate curve for the node's
+parameters (``nengo.Izhikevich.rates``, which simulates each current for 1 s), tabulated when
+the file is written and stored in two *derived* attributes (``rate_current_max``,
+``rate_table``), interpolated linearly by the function; currents beyond the table saturate.
+Derived attributes are written by `NeuronOp.node_attributes` and ignored when reading.
 """
 from __future__ import annotations
 
@@ -55,13 +61,14 @@ class FunctionBody:
         """A float32 scalar constant."""
         return self.op("Constant", value_float=float(value))
 
-    def attr(self, name: str) -> str:
-        """A float32 scalar taken from the calling node's attribute ``name``."""
+    def attr(self, name: str, kind: str = "float") -> str:
+        """A constant taken from the calling node's attribute ``name``: a float32 scalar, or a 1-D
+        float32 tensor for ``kind="floats"``."""
         output = f"attr_{name}"
         if not any(output in n.output for n in self.nodes):
             node = helper.make_node("Constant", [], [output])
-            ref = AttributeProto(name="value_float", ref_attr_name=name, type=AttributeProto.FLOAT)
-            node.attribute.append(ref)
+            attr_type = AttributeProto.FLOATS if kind == "floats" else AttributeProto.FLOAT
+            node.attribute.append(AttributeProto(name=f"value_{kind}", ref_attr_name=name, type=attr_type))
             self.nodes.append(node)
         return output
 
@@ -79,12 +86,21 @@ class NeuronOp:
         True if Nengo simulates it with spikes; ONNX Runtime always computes the rate.
     attributes
         Parameter name -> Nengo's default value.
+    derived
+        Further attributes computed from the parameters when a node is written (see
+        `node_attributes`), read only by the ONNX function.
     """
 
     op_type: ClassVar[str]
     nengo_path: ClassVar[str]
     spiking: ClassVar[bool] = False
     attributes: ClassVar[dict[str, float]] = {}
+    derived: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def node_attributes(cls, params: dict[str, float]) -> dict[str, Any]:
+        """Every attribute a node of this op carries: the parameters, plus any derived ones."""
+        return dict(params)
 
     @classmethod
     def rate(cls, body: FunctionBody, current: str) -> str:
@@ -100,7 +116,7 @@ class NeuronOp:
         body.nodes.append(helper.make_node("Identity", [rate], [OUTPUT]))
         return helper.make_function(
             ONNX_SNN_DOMAIN, cls.op_type, list(INPUTS), [OUTPUT], body.nodes,
-            [helper.make_opsetid("", ONNX_OPSET)], attributes=list(cls.attributes),
+            [helper.make_opsetid("", ONNX_OPSET)], attributes=[*cls.attributes, *cls.derived],
             doc_string=f"Rate response of {cls.nengo_path}: y = rate(gain * x + bias).",
         )
 
@@ -113,7 +129,7 @@ class NeuronOp:
         SNNError
             Naming the op and the unknown or invalid parameter.
         """
-        given = dict(given or {})
+        given = {k: v for k, v in (given or {}).items() if k not in cls.derived}
         unknown = sorted(set(given) - set(cls.attributes))
         if unknown:
             raise SNNError(f"{cls.op_type} has no parameter {', '.join(unknown)}; "
@@ -207,9 +223,50 @@ class SoftLIFRate(LIFRate):
         return body.op("Div", body.attr("amplitude"), period)
 
 
+#: Izhikevich rate table: currents 0 .. IZHIKEVICH_CURRENT_MAX in IZHIKEVICH_TABLE_POINTS steps
+#: (Nengo's gain_bias gives currents up to ~60 for 200 Hz; the table reaches ~1000 Hz).
+IZHIKEVICH_CURRENT_MAX = 500.0
+IZHIKEVICH_TABLE_POINTS = 2001
+
+
+class Izhikevich(NeuronOp):
+    """Izhikevich (2003) spiking neuron; ONNX Runtime interpolates Nengo's tabulated rate curve (Hz)."""
+
+    op_type = "Izhikevich"
+    nengo_path = "nengo.Izhikevich"
+    spiking = True
+    attributes = {"tau_recovery": 0.02, "coupling": 0.2, "reset_voltage": -65.0, "reset_recovery": 8.0}
+    derived = ("rate_current_max", "rate_table")
+
+    @classmethod
+    def rate_table(cls, params: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+        """(currents, rates): Nengo's rate response on the table's grid, float32."""
+        currents = np.linspace(0.0, IZHIKEVICH_CURRENT_MAX, IZHIKEVICH_TABLE_POINTS)
+        rates = cls.nengo_type(params).rates(currents, np.ones(1), np.zeros(1))
+        return currents.astype(np.float32), np.asarray(rates, np.float32).ravel()
+
+    @classmethod
+    def node_attributes(cls, params):
+        _, rates = cls.rate_table(params)
+        return {**params, "rate_current_max": IZHIKEVICH_CURRENT_MAX, "rate_table": rates.tolist()}
+
+    @classmethod
+    def rate(cls, body, current):
+        table = body.attr("rate_table", kind="floats")
+        last = body.op("Sub", body.op("Cast", body.op("Size", table), to=onnx.TensorProto.FLOAT), body.const(1.0))
+        position = body.op("Mul", body.op("Div", current, body.attr("rate_current_max")), last)
+        position = body.op("Clip", position, body.const(0.0), last)
+        left = body.op("Min", body.op("Floor", position), body.op("Sub", last, body.const(1.0)))
+        fraction = body.op("Sub", position, left)
+        index = body.op("Cast", left, to=onnx.TensorProto.INT64)
+        y0 = body.op("Gather", table, index)
+        y1 = body.op("Gather", table, body.op("Add", index, body.op("Constant", value_int=1)))
+        return body.op("Add", y0, body.op("Mul", fraction, body.op("Sub", y1, y0)))
+
+
 #: Every ONNX-SNN neuron op by op_type.
 NEURONS: dict[str, type[NeuronOp]] = {cls.op_type: cls for cls in (
-    RectifiedLinear, SpikingRectifiedLinear, LIFRate, LIF, SoftLIFRate,
+    RectifiedLinear, SpikingRectifiedLinear, LIFRate, LIF, SoftLIFRate, Izhikevich,
 )}
 
 

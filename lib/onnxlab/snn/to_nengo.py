@@ -611,7 +611,8 @@ def rate_twin(op: type[NeuronOp], params: dict[str, float]) -> tuple[type[Neuron
     for cls in op.__mro__:
         if isinstance(cls, type) and issubclass(cls, NeuronOp) and cls is not NeuronOp and not cls.spiking:
             return cls, {k: v for k, v in params.items() if k in cls.attributes}
-    raise SNNError(f"{op.op_type} has no rate twin")
+    raise SNNError(f"{op.op_type} has no rate twin in Nengo (no closed-form rate): it can only be simulated "
+                   "spiking; ONNX Runtime computes its tabulated rate")
 
 
 def fold_batch_norm(model: onnx.ModelProto) -> onnx.ModelProto:

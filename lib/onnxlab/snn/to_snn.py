@@ -97,7 +97,7 @@ def to_snn(model: onnx.ModelProto | str | os.PathLike, neuron_type: str = "LIF",
                                       numpy_helper.from_array(np.array(b, np.float32), b_name)])
         new = helper.make_node(op.op_type, [node.input[0], g_name, b_name], list(node.output),
                                name=node.name or f"{op.op_type}_{index}", domain=ONNX_SNN_DOMAIN,
-                               doc_string=f"replaces {node.op_type}", **p)
+                               doc_string=f"replaces {node.op_type}", **op.node_attributes(p))
         snn.graph.node[index].CopyFrom(new)
         replaced += 1
     if not replaced:
