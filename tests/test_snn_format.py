@@ -99,8 +99,7 @@ def test_izhikevich_survives_export_and_legacy_upgrade():
 
     snn = to_snn(mlp(), "Izhikevich", params={"coupling": 0.25}, max_rates=150, intercepts=0)
     built = to_nengo(snn)
-    (name, probe), = built.outputs.items()
-    exported = from_nengo(built.network, built.inputs, {name: probe.target}, input_shapes=built.input_shapes)
+    exported = from_nengo(built)
     (node,) = [n for n in exported.graph.node if n.op_type == "Izhikevich"]
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     assert attrs["coupling"] == pytest.approx(0.25) and len(attrs["rate_table"]) == len(Izhikevich.rate_table(

@@ -60,8 +60,7 @@ def _branching_round_trip():
     """(ONNX-SNN source, its Nengo network, that network exported back to ONNX-SNN)."""
     source = to_snn(branching(), "LIF", params={"amplitude": 0.05}, max_rates=200, intercepts=-0.5)
     built = to_nengo(source)
-    exported = from_nengo(built.network, built.inputs, {"y": built.outputs["y"].target},
-                          input_shapes=built.input_shapes, simulation=built.simulation)
+    exported = from_nengo(built)  # inputs, outputs, shapes and simulation from the NengoModel
     return source, built, exported
 
 
@@ -88,7 +87,7 @@ def test_trained_weights_are_exported():
         sim.freeze_params(built.network)
     after = parameters(built.network)
     assert not np.array_equal(after["dense0.weight"], before["dense0.weight"])
-    exported = from_nengo(built.network, built.inputs, {"y": built.outputs["y"].target}, input_shapes=built.input_shapes)
+    exported = from_nengo(built)
     np.testing.assert_array_equal(parameters(to_nengo(exported).network)["dense0.weight"], after["dense0.weight"])
     assert np.array_equal(parameters(built.network)["bias0"], before["bias0"]), "ONNX biases are not trainable"
 
@@ -150,3 +149,10 @@ def test_spiking_outputs_are_identical_after_the_round_trip():
     after = simulate(to_nengo(exported), x, n_steps=25)["y"]
     assert np.abs(before).max() > 0
     np.testing.assert_array_equal(after, before)
+
+
+def test_from_nengo_needs_inputs_and_outputs_for_a_bare_network():
+    import nengo
+
+    with pytest.raises(SNNError, match="from_nengo needs `inputs` and `outputs`"):
+        from_nengo(nengo.Network())

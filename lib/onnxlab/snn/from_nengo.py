@@ -125,7 +125,7 @@ def _convolution(g: _Graph, t: Any, value: str, base: str) -> str:
     return g.op("Flatten", [y], f"{base}.flat", axis=1)
 
 
-def from_nengo(network: Any, inputs: dict[str, Any], outputs: dict[str, Any], *,
+def from_nengo(network: Any, inputs: dict[str, Any] | None = None, outputs: dict[str, Any] | None = None, *,
                input_shapes: dict[str, tuple[int, ...]] | None = None, simulation: Simulation | None = None,
                name: str | None = None) -> onnx.ModelProto:
     """Export a Nengo network as an ONNX-SNN model.
@@ -133,7 +133,9 @@ def from_nengo(network: Any, inputs: dict[str, Any], outputs: dict[str, Any], *,
     Parameters
     ----------
     network
-        The `nengo.Network` (with trained parameters frozen into it, for NengoDL).
+        The `nengo.Network` (with trained parameters frozen into it, for NengoDL), or a
+        `onnxlab.snn.to_nengo.NengoModel`, which supplies inputs, outputs, input shapes and
+        simulation settings itself (``from_nengo(to_nengo(path))``).
     inputs
         ONNX input name -> input `nengo.Node`; each becomes an input (N, *shape).
     outputs
@@ -156,6 +158,15 @@ def from_nengo(network: Any, inputs: dict[str, Any], outputs: dict[str, Any], *,
     """
     import nengo
 
+    from onnxlab.snn.to_nengo import NengoModel
+
+    if isinstance(network, NengoModel):
+        built = network
+        network, inputs = built.network, inputs or built.inputs
+        outputs = outputs or {name: probe.target for name, probe in built.outputs.items()}
+        input_shapes, simulation = input_shapes or built.input_shapes, simulation or built.simulation
+    if inputs is None or outputs is None:
+        raise SNNError("from_nengo needs `inputs` and `outputs` for a nengo.Network (or pass a NengoModel)")
     g = _Graph()
     incoming: dict[Any, list[Any]] = {}
     for conn in network.all_connections:
