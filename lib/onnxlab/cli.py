@@ -163,7 +163,7 @@ def _load_inputs(specs: list[str]) -> dict[str, object] | object:
 
     named, single = {}, None
     for spec in specs:
-        name, sep, file = spec.rpartition("=") if "=" in spec else ("", "", spec)
+        name, _, file = spec.rpartition("=") if "=" in spec else ("", "", spec)
         path = Path(file)
         if not path.is_file():
             raise OnnxlabError(f"--input {spec}: no such file {path}")
