@@ -4,7 +4,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from onnxlab.classify import SPIKING_OP_TYPES, classify, parse_model, read_model
+from onnxlab.classify import SPIKING_OP_TYPES, classify
+from onnxlab.formats import parse_model, read_model
 from onnxlab.errors import OnnxlabError
 from onnxlab.formats import ONNX_ML_DOMAIN, ONNX_OPSET, ONNX_SNN_DOMAIN
 from onnxlab.snn import NEURONS, to_snn

@@ -97,7 +97,7 @@ def test_to_snn_bad_options_give_one_line_and_no_file(tmp_path, args, message):
 
 
 @pytest.mark.parametrize("content, message", [
-    (b"", "no graph"), (b"\x00\xff\x13garbage" * 10, "not an ONNX model"), (b"hello, I am text\n", "not an ONNX model"),
+    (b"", "empty file, not an ONNX model"), (b"\x00\xff\x13garbage" * 10, "not an ONNX model"), (b"hello, I am text\n", "not an ONNX model"),
 ])
 def test_to_snn_malformed_input(tmp_path, content, message):
     bad = tmp_path / "bad.onnx"

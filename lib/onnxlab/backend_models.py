@@ -84,7 +84,8 @@ def evaluate(path: Path) -> dict:
         paper's model-domain rule says, or None), ``engine``, ``ran``,
         ``outputs_match`` (against the reference outputs), ``stage`` and ``reason`` of a failure.
     """
-    from onnxlab.classify import classify, read_model
+    from onnxlab.classify import classify
+    from onnxlab.formats import read_model
     from onnxlab.errors import OnnxlabError
     from onnxlab.inference import declared_inputs, run
 

@@ -26,13 +26,11 @@ from __future__ import annotations
 import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Iterator
 
 import onnx
 
-from onnxlab.errors import OnnxlabError
-from onnxlab.formats import ONNX_ML_DOMAIN, ONNX_SNN_DOMAIN
+from onnxlab.formats import ONNX_ML_DOMAIN, ONNX_SNN_DOMAIN, read_model
 
 #: The model kinds, in the order the rules try them.
 KINDS = ("SNN", "ML", "DL")
@@ -185,37 +183,3 @@ def classify(model: onnx.ModelProto | str | os.PathLike) -> Evidence:
         legacy_snn=legacy, producer=producer, model_domain=proto.domain,
         paper_rule_kind=PAPER_DOMAIN_RULE.get(proto.domain), n_nodes=n_nodes,
         also=also)
-
-
-def read_model(path: str | os.PathLike) -> onnx.ModelProto:
-    """Parse an ONNX file without checking it or reading its external data.
-
-    Raises
-    ------
-    OnnxlabError
-        One line naming the file: missing, empty, a directory, not an ONNX protobuf, no graph.
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise OnnxlabError(f"{path}: is a directory, not an ONNX file")
-    if not path.is_file():
-        raise OnnxlabError(f"{path}: no such file")
-    data = path.read_bytes()
-    return parse_model(data, str(path))
-
-
-def parse_model(data: bytes, name: str = "<bytes>") -> onnx.ModelProto:
-    """Parse serialized model bytes; a one-line `OnnxlabError` (naming ``name``) for anything else."""
-    if not data:
-        raise OnnxlabError(f"{name}: empty file, not an ONNX model")
-    model = onnx.ModelProto()
-    try:
-        model.ParseFromString(data)
-    except Exception as exc:  # google.protobuf DecodeError, RecursionError on hostile nesting
-        raise OnnxlabError(f"{name}: not an ONNX model (the protobuf does not parse: "
-                           f"{type(exc).__name__})") from None
-    if not model.HasField("graph") or not (model.graph.node or model.graph.output):
-        raise OnnxlabError(f"{name}: not an ONNX model (no graph; a valid protobuf of another kind?)")
-    if not model.opset_import and model.ir_version >= 3:
-        raise OnnxlabError(f"{name}: not a valid ONNX model (no opset_import)")
-    return model

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import onnx
 
+from onnxlab.errors import OnnxlabError
+
 #: Default-domain (``ai.onnx``) opset of every model onnxlab writes.
 ONNX_OPSET = 17
 #: ONNX-ML (``ai.onnx.ml``) opset, used by scikit-learn models.
@@ -62,8 +64,42 @@ def finalize(model: onnx.ModelProto, *, full_check: bool = True) -> onnx.ModelPr
     return model
 
 
+def read_model(path: str | os.PathLike) -> onnx.ModelProto:
+    """Parse an ONNX file without checking it or reading its external data (see `load_model` for both).
+
+    Raises
+    ------
+    OnnxlabError
+        One line naming the file: missing, empty, a directory, not an ONNX protobuf, no graph.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise OnnxlabError(f"{path}: is a directory, not an ONNX file")
+    if not path.is_file():
+        raise OnnxlabError(f"{path}: no such file")
+    data = path.read_bytes()
+    return parse_model(data, str(path))
+
+
+def parse_model(data: bytes, name: str = "<bytes>") -> onnx.ModelProto:
+    """Parse serialized model bytes; a one-line `OnnxlabError` (naming ``name``) for anything else."""
+    if not data:
+        raise OnnxlabError(f"{name}: empty file, not an ONNX model")
+    model = onnx.ModelProto()
+    try:
+        model.ParseFromString(data)
+    except Exception as exc:  # google.protobuf DecodeError, RecursionError on hostile nesting
+        raise OnnxlabError(f"{name}: not an ONNX model (the protobuf does not parse: "
+                           f"{type(exc).__name__})") from None
+    if not model.HasField("graph") or not (model.graph.node or model.graph.output):
+        raise OnnxlabError(f"{name}: not an ONNX model (no graph; a valid protobuf of another kind?)")
+    if not model.opset_import and model.ir_version >= 3:
+        raise OnnxlabError(f"{name}: not a valid ONNX model (no opset_import)")
+    return model
+
+
 def load_model(path: str | os.PathLike, *, check: bool = True) -> onnx.ModelProto:
-    """Load an ONNX file with one clear error for a missing, unreadable or invalid file.
+    """Load an ONNX file, with its external data, with one clear error for a missing, unreadable or invalid file.
 
     Parameters
     ----------
@@ -75,17 +111,13 @@ def load_model(path: str | os.PathLike, *, check: bool = True) -> onnx.ModelProt
     OnnxlabError
         Naming the file and what is wrong with it.
     """
-    from onnxlab.errors import OnnxlabError
-
     path = Path(path)
-    if not path.is_file():
-        raise OnnxlabError(f"{path}: no such file")
-    try:
-        model = onnx.load(str(path))
-    except Exception as exc:  # DecodeError, OSError, ...: the file is not an ONNX protobuf
-        raise OnnxlabError(f"{path}: not an ONNX model ({type(exc).__name__}: {exc})") from None
-    if not model.graph.node and not model.graph.output:
-        raise OnnxlabError(f"{path}: not an ONNX model (no graph)")
+    model = read_model(path)
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+        try:
+            onnx.load_external_data_for_model(model, str(path.parent))
+        except Exception as exc:  # a missing or short data file
+            raise OnnxlabError(f"{path}: its external data cannot be read ({type(exc).__name__}: {exc})") from None
     if check:
         try:
             onnx.checker.check_model(model)

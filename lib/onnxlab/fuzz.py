@@ -61,7 +61,8 @@ def check_bytes(data: bytes) -> str:
 
     Any exception other than `OnnxlabError` propagates: that is a crash.
     """
-    from onnxlab.classify import classify, parse_model
+    from onnxlab.classify import classify
+    from onnxlab.formats import parse_model
     from onnxlab.inference import check_resources
 
     try:

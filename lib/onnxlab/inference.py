@@ -22,8 +22,9 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from onnxlab.classify import DEFAULT_DOMAIN, Evidence, classify, iter_nodes, read_model
+from onnxlab.classify import DEFAULT_DOMAIN, Evidence, classify, iter_nodes
 from onnxlab.errors import OnnxlabError
+from onnxlab.formats import read_model
 
 #: Largest total of declared tensor bytes `check_resources` lets an engine try to allocate
 #: (a quarter of this machine's memory, at least 1 GiB).
