@@ -144,13 +144,9 @@ def dnn(hidden: tuple[int, ...] = (512, 512), dropout: float = 0.2):
     return model
 
 
-def lenet1(activation: str = "tanh"):
-    """LeNet-1 (LeCun et al. 1998) on 28x28 MNIST.
-
-    conv 4@5x5 (24x24) → avgpool 2 (12x12) → conv 12@5x5 (8x8) → avgpool 2 (4x4) → dense 10 softmax.
-    ``activation`` follows each convolution (LeCun used tanh). Input (N, 28, 28, 1); 3 246 parameters
-    (104 + 1 212 + 1 930; every conv-2 map sees all 4 conv-1 maps).
-    """
+def _lenet(name: str, maps: tuple[int, int], hidden: tuple[int, ...], activation: str, first_padding: str = "valid"):
+    """The LeNet family: conv ``maps[0]``@5x5 → avgpool 2 → conv ``maps[1]``@5x5 → avgpool 2 → flatten →
+    dense ``hidden`` (each with ``activation``) → dense 10 softmax. Input (N, 28, 28, 1)."""
     from onnxlab.reproducibility import quiet
 
     quiet()
@@ -158,13 +154,24 @@ def lenet1(activation: str = "tanh"):
 
     return Sequential([
         layers.Input(MNIST_SHAPE, name="image"),
-        layers.Conv2D(4, 5, activation=activation),
+        layers.Conv2D(maps[0], 5, padding=first_padding, activation=activation),
         layers.AveragePooling2D(2),
-        layers.Conv2D(12, 5, activation=activation),
+        layers.Conv2D(maps[1], 5, activation=activation),
         layers.AveragePooling2D(2),
         layers.Flatten(),
+        *(layers.Dense(width, activation=activation) for width in hidden),
         layers.Dense(10, activation="softmax"),
-    ], name="LeNet-1")
+    ], name=name)
+
+
+def lenet1(activation: str = "tanh"):
+    """LeNet-1 (LeCun et al. 1998) on 28x28 MNIST.
+
+    conv 4@5x5 (24x24) → avgpool 2 (12x12) → conv 12@5x5 (8x8) → avgpool 2 (4x4) → dense 10 softmax.
+    ``activation`` follows each convolution (LeCun used tanh). Input (N, 28, 28, 1); 3 246 parameters
+    (104 + 1 212 + 1 930; every conv-2 map sees all 4 conv-1 maps).
+    """
+    return _lenet("LeNet-1", (4, 12), (), activation)
 
 
 def lenet4(activation: str = "tanh"):
@@ -173,21 +180,7 @@ def lenet4(activation: str = "tanh"):
     conv 4@5x5 (24x24) → avgpool 2 → conv 16@5x5 (8x8) → avgpool 2 (4x4) → dense 120 → dense 10 softmax.
     Input (N, 28, 28, 1).
     """
-    from onnxlab.reproducibility import quiet
-
-    quiet()
-    from keras import Sequential, layers
-
-    return Sequential([
-        layers.Input(MNIST_SHAPE, name="image"),
-        layers.Conv2D(4, 5, activation=activation),
-        layers.AveragePooling2D(2),
-        layers.Conv2D(16, 5, activation=activation),
-        layers.AveragePooling2D(2),
-        layers.Flatten(),
-        layers.Dense(120, activation=activation),
-        layers.Dense(10, activation="softmax"),
-    ], name="LeNet-4")
+    return _lenet("LeNet-4", (4, 16), (120,), activation)
 
 
 def lenet5(activation: str = "tanh"):
@@ -196,22 +189,7 @@ def lenet5(activation: str = "tanh"):
     conv 6@5x5 'same' (28x28, as LeCun's 32x32 input gives) → avgpool 2 → conv 16@5x5 (10x10) →
     avgpool 2 (5x5) → dense 120 → dense 84 → dense 10 softmax. Input (N, 28, 28, 1).
     """
-    from onnxlab.reproducibility import quiet
-
-    quiet()
-    from keras import Sequential, layers
-
-    return Sequential([
-        layers.Input(MNIST_SHAPE, name="image"),
-        layers.Conv2D(6, 5, padding="same", activation=activation),
-        layers.AveragePooling2D(2),
-        layers.Conv2D(16, 5, activation=activation),
-        layers.AveragePooling2D(2),
-        layers.Flatten(),
-        layers.Dense(120, activation=activation),
-        layers.Dense(84, activation=activation),
-        layers.Dense(10, activation="softmax"),
-    ], name="LeNet-5")
+    return _lenet("LeNet-5", (6, 16), (120, 84), activation, first_padding="same")
 
 
 def residual_cnn():
