@@ -151,3 +151,24 @@ def test_only_onnx_weights_are_trainable_in_nengo_dl():
         trainable.setdefault(kind, set()).add(built.network.config[conn].trainable is not False)  # None: default
     assert trainable["Convolution"] == {True} and trainable["Dense"] == {True}
     assert trainable["Sparse"] == {False} and trainable["bias"] == {False} and trainable["NoTransform"] == {False}
+
+
+def test_simulate_leaves_the_network_trainable():
+    """simulate builds an inference-only graph; the network's own NengoDL settings come back unchanged."""
+    import nengo
+    import nengo_dl
+    import tensorflow as tf
+
+    built = to_nengo(to_snn(mlp(), "LIF", params={"amplitude": 0.01}, max_rates=100, intercepts=0))
+    with built.network:
+        nengo_dl.configure_settings(stateful=True)
+    x = RNG.normal(size=(4, 6)).astype(np.float32)
+    before = simulate(built, x, n_steps=3)["y"]
+    params = built.network.config[nengo.Network]
+    assert "inference_only" not in params.extra_params and params.stateful is True
+    (node,), (probe,) = built.inputs.values(), built.outputs.values()
+    with nengo_dl.Simulator(built.network, minibatch_size=4, progress_bar=False) as sim:  # trainable graph
+        sim.compile(optimizer=tf.optimizers.SGD(1.0), loss={probe: tf.losses.mse})
+        sim.fit({node: x[:, None]}, {probe: np.ones((4, 1, 4), np.float32)}, epochs=1, verbose=0)
+        sim.freeze_params(built.network)
+    assert not np.allclose(simulate(built, x, n_steps=3)["y"], before)

@@ -1,0 +1,52 @@
+"""train_classifier: NengoDL training that lowers the loss and writes the trained weights back; clear errors."""
+import numpy as np
+import pytest
+
+from onnxlab.errors import SNNError
+from onnxlab.snn import to_snn
+from onnxlab.snn.simulate import simulate
+from onnxlab.snn.to_nengo import to_nengo
+from tests.onnx_models import mlp
+
+pytest.importorskip("nengo_dl")
+RNG = np.random.default_rng(5)
+
+
+def _task(n=400):
+    """Four classes: the argmax of a fixed linear map of 6 Gaussian features."""
+    x = RNG.normal(size=(n, 6)).astype(np.float32)
+    return x, (x @ RNG.normal(size=(6, 4))).argmax(1)
+
+
+def _accuracy(model, x, y):
+    return float(np.mean(simulate(model, x, n_steps=1)["y"][:, -1].argmax(-1) == y))
+
+
+@pytest.mark.parametrize("optimizer, schedule", [("adam", "cosine"), ("rmsprop", "constant")])
+def test_training_learns_and_keeps_the_weights(optimizer, schedule):
+    from onnxlab.snn.train import train_classifier
+
+    model = to_nengo(to_snn(mlp((6, 32, 4)), "RectifiedLinear"))  # rate neurons: one step is the trained function
+    x, y = _task()
+    untrained = _accuracy(model, x, y)
+    run = train_classifier(model, x, y, epochs=30, minibatch_size=50, optimizer=optimizer, learning_rate=0.02,
+                           schedule=schedule)
+    assert len(run.loss) == 30 and run.loss[-1] < 0.5 * run.loss[0]
+    assert _accuracy(model, x, y) >= max(0.85, untrained + 0.3)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(optimizer="adagrad"), "unknown optimizer 'adagrad'; known: adam, rmsprop, sgd"),
+    (dict(schedule="step"), "unknown schedule 'step'; known: constant, cosine"),
+    (dict(lif_smoothing=0.0), "lif_smoothing must be positive or None, got 0.0"),
+    (dict(epochs=0), "epochs and minibatch_size must be positive, got 0 and 50"),
+    (dict(x=np.zeros((100, 5))), r"input 'x' expects samples of shape \(6,\), got \(5,\)"),
+    (dict(y=np.zeros(99)), "need as many labels as samples and at least one minibatch"),
+])
+def test_bad_training_arguments(kwargs, message):
+    from onnxlab.snn.train import train_classifier
+
+    x, y = _task(100)
+    args = dict(x=x, y=y, epochs=1, minibatch_size=50) | kwargs
+    with pytest.raises(SNNError, match=message):
+        train_classifier(to_nengo(to_snn(mlp())), args.pop("x"), args.pop("y"), **args)
