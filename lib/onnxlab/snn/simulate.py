@@ -13,7 +13,7 @@ from onnxlab.errors import SNNError
 from onnxlab.snn.to_nengo import NengoModel, to_nengo
 
 #: NengoDL settings for every `simulate` call: each sample starts from rest (``stateful=False``), and the
-#: graph is built for inference only (weights become constants: 2.5x faster on a CPU than a trainable graph).
+#: graph is built for inference only (weights become constants: much faster on a CPU than a trainable graph).
 SIMULATE_SETTINGS = {"stateful": False, "inference_only": True}
 
 #: Default relative tolerance of `verify`: max|nengo - onnxruntime| <= VERIFY_RTOL * max|onnxruntime|.
