@@ -107,6 +107,17 @@ def test_spiking_simulation_output_shape_and_activity():
     assert np.abs(out[:, -1]).max() > 0
 
 
+def test_extra_probes_are_returned_and_removed_afterwards():
+    built = to_nengo(to_snn(mlp(), "LIF", params={"amplitude": 0.01}, max_rates=100, intercepts=0))
+    probes = list(built.network.all_probes)
+    (ensemble,) = built.ensembles.values()
+    out = simulate(built, RNG.normal(size=(3, 6)).astype(np.float32), n_steps=20,
+                   extra_probes={"spikes": ensemble.neurons[:2]})
+    spikes = out["spikes"]  # amplitude / dt at a spike, else 0
+    assert spikes.shape == (3, 20, 2) and np.all(np.isclose(spikes, 0) | np.isclose(spikes, 0.01 / 0.001))
+    assert list(built.network.all_probes) == probes
+
+
 def test_unsupported_op_names_the_node():
     model = mlp()
     model.graph.node[2].CopyFrom(helper.make_node("LeakyRelu", ["a0"], ["h0"], name="leaky"))

@@ -46,6 +46,23 @@ def dl_settings(network, **settings: Any) -> Iterator[None]:
                 params._extra_params.pop(name, None)
 
 
+def single_input(model: NengoModel, x: np.ndarray, caller: str) -> tuple[Any, np.ndarray]:
+    """The model's one input node, and ``x`` as float32 after checking its sample shape.
+
+    Raises
+    ------
+    SNNError
+        If the model has several inputs, or the samples of ``x`` do not have the input's shape.
+    """
+    if len(model.inputs) != 1:
+        raise SNNError(f"{caller} supports one input; the model has {list(model.inputs)}")
+    (name, node), = model.inputs.items()
+    x = np.asarray(x, np.float32)
+    if x.shape[1:] != model.input_shapes[name]:
+        raise SNNError(f"input {name!r} expects samples of shape {model.input_shapes[name]}, got {x.shape[1:]}")
+    return node, x
+
+
 def simulate(model: NengoModel, x: np.ndarray, *, n_steps: int | None = None, minibatch_size: int = 100,
              filtered: bool = False, progress_bar: bool = False,
              extra_probes: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
@@ -66,7 +83,8 @@ def simulate(model: NengoModel, x: np.ndarray, *, n_steps: int | None = None, mi
         returned flat, shape (N, n_steps, size).
 
     Every sample starts from rest (NengoDL ``stateful=False``): no state carries over. The
-    network is simulated with `SIMULATE_SETTINGS`; its own NengoDL settings are left as they were.
+    network is simulated with `SIMULATE_SETTINGS`; its own NengoDL settings and probes are left as
+    they were.
 
     Returns
     -------
@@ -76,13 +94,7 @@ def simulate(model: NengoModel, x: np.ndarray, *, n_steps: int | None = None, mi
     import nengo_dl
     import tensorflow as tf
 
-    if len(model.inputs) != 1:
-        raise SNNError(f"simulate supports one input; the model has {list(model.inputs)}")
-    (name, node), = model.inputs.items()
-    shape = model.input_shapes[name]
-    x = np.asarray(x, np.float32)
-    if x.shape[1:] != shape:
-        raise SNNError(f"input {name!r} expects samples of shape {shape}, got {x.shape[1:]}")
+    node, x = single_input(model, x, "simulate")
     n_steps = n_steps or model.simulation.n_steps
     batch = min(minibatch_size, len(x))
     padded = -len(x) % batch
@@ -94,10 +106,14 @@ def simulate(model: NengoModel, x: np.ndarray, *, n_steps: int | None = None, mi
     with model.network:
         extra = {name: nengo.Probe(obj, synapse=None) for name, obj in (extra_probes or {}).items()}
     tf.get_logger().setLevel("ERROR")
-    with dl_settings(model.network, **SIMULATE_SETTINGS), \
-            nengo_dl.Simulator(model.network, dt=model.simulation.dt, minibatch_size=batch,
-                               progress_bar=progress_bar) as sim:
-        result = sim.predict({node: data}, verbose=int(progress_bar))
+    try:
+        with dl_settings(model.network, **SIMULATE_SETTINGS), \
+                nengo_dl.Simulator(model.network, dt=model.simulation.dt, minibatch_size=batch,
+                                   progress_bar=progress_bar) as sim:
+            result = sim.predict({node: data}, verbose=int(progress_bar))
+    finally:  # the extra probes were for this run only
+        for probe in extra.values():
+            model.network.probes.remove(probe)
     out = {name: result[probe][:len(x)].reshape(len(x), n_steps, *model.output_shapes[name])
            for name, probe in probes.items()}
     out.update({name: result[probe][:len(x)] for name, probe in extra.items()})

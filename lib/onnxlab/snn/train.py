@@ -9,7 +9,7 @@ from typing import Any, Callable
 import numpy as np
 
 from onnxlab.errors import SNNError
-from onnxlab.snn.simulate import dl_settings
+from onnxlab.snn.simulate import dl_settings, single_input
 from onnxlab.snn.to_nengo import NengoModel
 
 
@@ -88,29 +88,23 @@ def train_classifier(model: NengoModel, x: np.ndarray, y: np.ndarray, *, epochs:
     import nengo_dl
     import tensorflow as tf
 
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise SNNError(f"train_classifier needs one input and one output; the model has inputs "
-                       f"{list(model.inputs)} and outputs {list(model.outputs)}")
+    node, x = single_input(model, x, "train_classifier")
+    if len(model.outputs) != 1:
+        raise SNNError(f"train_classifier supports one output; the model has {list(model.outputs)}")
+    (probe,) = model.outputs.values()
     for name, value, known in (("optimizer", optimizer, optimizers()), ("schedule", schedule, schedules())):
         if value not in known:
             raise SNNError(f"unknown {name} {value!r}; known: {', '.join(known)}")
     if epochs < 1 or minibatch_size < 1:
         raise SNNError(f"epochs and minibatch_size must be positive, got {epochs} and {minibatch_size}")
-    (in_name, node), = model.inputs.items()
-    (probe,) = model.outputs.values()
-    x = np.asarray(x, np.float32)
-    if x.shape[1:] != model.input_shapes[in_name]:
-        raise SNNError(f"input {in_name!r} expects samples of shape {model.input_shapes[in_name]}, "
-                       f"got {x.shape[1:]}")
+    if lif_smoothing is not None and not lif_smoothing > 0:
+        raise SNNError(f"lif_smoothing must be positive or None, got {lif_smoothing}")
     if len(x) != len(y) or len(x) < minibatch_size:
         raise SNNError(f"need as many labels as samples and at least one minibatch ({minibatch_size}); "
                        f"got {len(x)} samples and {len(y)} labels")
-    steps = epochs * (len(x) // minibatch_size)
-    rate = schedules()[schedule](learning_rate, steps)
+    rate = schedules()[schedule](learning_rate, epochs * (len(x) // minibatch_size))
     tf.get_logger().setLevel("ERROR")
     tf.random.set_seed(seed)
-    if lif_smoothing is not None and not lif_smoothing > 0:
-        raise SNNError(f"lif_smoothing must be positive or None, got {lif_smoothing}")
     with dl_settings(model.network, stateful=False, lif_smoothing=lif_smoothing), \
             nengo_dl.Simulator(model.network, minibatch_size=minibatch_size, seed=seed, progress_bar=False) as sim:
         sim.compile(optimizer=optimizers()[optimizer](rate),
