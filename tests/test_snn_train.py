@@ -50,3 +50,36 @@ def test_bad_training_arguments(kwargs, message):
     args = dict(x=x, y=y, epochs=1, minibatch_size=50) | kwargs
     with pytest.raises(SNNError, match=message):
         train_classifier(to_nengo(to_snn(mlp())), args.pop("x"), args.pop("y"), **args)
+
+
+def _fraction_slow(model, x, floor):
+    """Fraction of (sample, hidden neuron) pairs firing above zero but below ``floor`` (rate mode)."""
+    (ensemble,) = model.ensembles.values()
+    rates = simulate(model, x, n_steps=1, extra_probes={"h": ensemble.neurons})["h"][:, -1]
+    return float(np.mean((rates > 1e-6) & (rates < floor)))
+
+
+def test_rate_floor_makes_neurons_silent_or_fast_and_leaves_no_probes():
+    from onnxlab.snn.train import train_classifier
+
+    x, y = _task()
+    fractions, snn = {}, to_snn(mlp((6, 32, 4)), "RectifiedLinear")
+    for weight in (None, 100.0):  # the same initial weights, trained without and with the penalty
+        model = to_nengo(snn)
+        n_probes = len(model.network.probes)
+        floor = dict(rate_floor_hz=2.0, rate_floor_weight=weight) if weight else {}
+        run = train_classifier(model, x, y, epochs=30, minibatch_size=50, optimizer="adam", learning_rate=0.02,
+                               **floor)
+        assert len(model.network.probes) == n_probes  # the penalty's probes are gone
+        assert _accuracy(model, x, y) >= 0.8
+        assert run.rate_floor_hz == floor.get("rate_floor_hz")
+        fractions[weight] = _fraction_slow(model, x, 2.0)
+    assert fractions[100.0] < 0.5 * fractions[None]
+
+
+def test_bad_rate_floor():
+    from onnxlab.snn.train import train_classifier
+
+    x, y = _task(100)
+    with pytest.raises(SNNError, match="rate_floor_hz and rate_floor_weight must be positive, got -1.0 and 1.0"):
+        train_classifier(to_nengo(to_snn(mlp())), x, y, epochs=1, minibatch_size=50, rate_floor_hz=-1.0)

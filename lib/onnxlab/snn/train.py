@@ -36,6 +36,28 @@ def schedules() -> dict[str, Callable[[float, int], Any]]:
 LIF_SMOOTHING = 0.01
 
 
+def low_rate_penalty(threshold: float) -> Callable[[Any, Any], Any]:
+    """Keras loss that penalises firing rates between zero and ``threshold``, not silence nor faster firing.
+
+    ``mean(u * relu(1 - u))`` with ``u = rate / threshold``: zero for a silent neuron and for one at or above the
+    threshold, at most 0.25 (at half the threshold). Its gradient pushes a rate below half the threshold to zero
+    and one above it up to the threshold, so after training most neurons either stay silent or fire often enough
+    that a short spiking simulation resolves their rate, instead of emitting at most one spike.
+
+    Parameters
+    ----------
+    threshold
+        The rate (in the probe's units: amplitude x spikes/s) below which a firing neuron is penalised.
+    """
+    import tensorflow as tf
+
+    def loss(_target, rates):
+        u = rates / threshold
+        return tf.reduce_mean(u * tf.nn.relu(1.0 - u))
+
+    return loss
+
+
 @dataclass(frozen=True)
 class TrainingRun:
     """What `train_classifier` did.
@@ -56,11 +78,14 @@ class TrainingRun:
     lif_smoothing: float | None
     epochs: int
     minibatch_size: int
+    rate_floor_hz: float | None = None
+    rate_floor_weight: float = 0.0
 
 
 def train_classifier(model: NengoModel, x: np.ndarray, y: np.ndarray, *, epochs: int, minibatch_size: int = 200,
                      optimizer: str = "rmsprop", learning_rate: float = 1e-3, schedule: str = "constant",
-                     lif_smoothing: float | None = LIF_SMOOTHING, seed: int = 0) -> TrainingRun:
+                     lif_smoothing: float | None = LIF_SMOOTHING, rate_floor_hz: float | None = None,
+                     rate_floor_weight: float = 1.0, seed: int = 0) -> TrainingRun:
     """Train ``model`` in NengoDL on labelled samples, one simulation step per sample, and keep the weights.
 
     NengoDL trains spiking neurons through their rate approximation; the trained parameters are
@@ -80,6 +105,11 @@ def train_classifier(model: NengoModel, x: np.ndarray, y: np.ndarray, *, epochs:
         ``sigma`` of the SoftLIFRate curve that stands in for LIF neurons during training (NengoDL's
         ``lif_smoothing`` setting); None trains through the exact LIFRate curve, whose slope is
         infinite at the firing threshold.
+    rate_floor_hz, rate_floor_weight
+        If set, every ensemble's neurons are also trained to be either silent or to fire at least
+        ``rate_floor_hz`` spikes/s (`low_rate_penalty`, added to the loss with ``rate_floor_weight``).
+        A neuron at a few Hz is the spiking network's main error in a short simulation: in 30 ms it fires once
+        or not at all. None (default) trains on the classification loss alone.
 
     Returns
     -------
@@ -99,22 +129,45 @@ def train_classifier(model: NengoModel, x: np.ndarray, y: np.ndarray, *, epochs:
         raise SNNError(f"epochs and minibatch_size must be positive, got {epochs} and {minibatch_size}")
     if lif_smoothing is not None and not lif_smoothing > 0:
         raise SNNError(f"lif_smoothing must be positive or None, got {lif_smoothing}")
+    if rate_floor_hz is not None and not (rate_floor_hz > 0 and rate_floor_weight > 0):
+        raise SNNError(f"rate_floor_hz and rate_floor_weight must be positive, got {rate_floor_hz} and "
+                       f"{rate_floor_weight}")
     if len(x) != len(y) or len(x) < minibatch_size:
         raise SNNError(f"need as many labels as samples and at least one minibatch ({minibatch_size}); "
                        f"got {len(x)} samples and {len(y)} labels")
     rate = schedules()[schedule](learning_rate, epochs * (len(x) // minibatch_size))
     tf.get_logger().setLevel("ERROR")
     tf.random.set_seed(seed)
-    with dl_settings(model.network, stateful=False, lif_smoothing=lif_smoothing), \
-            nengo_dl.Simulator(model.network, minibatch_size=minibatch_size, seed=seed, progress_bar=False) as sim:
-        sim.compile(optimizer=optimizers()[optimizer](rate),
-                    loss={probe: tf.losses.SparseCategoricalCrossentropy(from_logits=True)})
-        started = time.perf_counter()
-        with warnings.catch_warnings():  # about the synapse-filtered probes; the loss reads unfiltered outputs
-            warnings.filterwarnings("ignore", message="Running for one timestep")
-            history = sim.fit({node: x.reshape(len(x), 1, -1)}, {probe: np.asarray(y).reshape(-1, 1, 1)},
-                              epochs=epochs, verbose=0)
-        seconds = time.perf_counter() - started
-        sim.freeze_params(model.network)
+    losses = {probe: tf.losses.SparseCategoricalCrossentropy(from_logits=True)}
+    weights = {probe: 1.0}
+    targets = {probe: np.asarray(y).reshape(-1, 1, 1)}
+    rate_probes = _rate_probes(model) if rate_floor_hz is not None else {}
+    for ensemble, rate_probe in rate_probes.items():
+        losses[rate_probe] = low_rate_penalty(getattr(ensemble.neuron_type, "amplitude", 1.0) * rate_floor_hz)
+        weights[rate_probe] = rate_floor_weight / len(rate_probes)
+        targets[rate_probe] = np.zeros((len(x), 1, 1), np.float32)  # the penalty ignores its target
+    try:
+        with dl_settings(model.network, stateful=False, lif_smoothing=lif_smoothing), \
+                nengo_dl.Simulator(model.network, minibatch_size=minibatch_size, seed=seed,
+                                   progress_bar=False) as sim:
+            sim.compile(optimizer=optimizers()[optimizer](rate), loss=losses, loss_weights=weights)
+            started = time.perf_counter()
+            with warnings.catch_warnings():  # about the synapse-filtered probes; the loss reads unfiltered outputs
+                warnings.filterwarnings("ignore", message="Running for one timestep")
+                history = sim.fit({node: x.reshape(len(x), 1, -1)}, targets, epochs=epochs, verbose=0)
+            seconds = time.perf_counter() - started
+            sim.freeze_params(model.network)
+    finally:
+        for rate_probe in rate_probes.values():  # not part of the model: from_nengo must not see them
+            model.network.probes.remove(rate_probe)
     return TrainingRun([float(v) for v in history.history["loss"]], seconds, optimizer, learning_rate, schedule,
-                       lif_smoothing, epochs, minibatch_size)
+                       lif_smoothing, epochs, minibatch_size, rate_floor_hz,
+                       rate_floor_weight if rate_floor_hz is not None else 0.0)
+
+
+def _rate_probes(model: NengoModel) -> dict[Any, Any]:
+    """An unfiltered probe on the neurons of every ensemble of ``model``, added to its network."""
+    import nengo
+
+    with model.network:
+        return {ensemble: nengo.Probe(ensemble.neurons, synapse=None) for ensemble in model.ensembles.values()}
