@@ -9,7 +9,7 @@ from typing import Any, Callable
 import numpy as np
 
 from onnxlab.errors import SNNError
-from onnxlab.snn.simulate import dl_settings, single_input
+from onnxlab.snn.simulate import dl_planner, dl_settings, single_input
 from onnxlab.snn.to_nengo import NengoModel
 
 
@@ -147,7 +147,7 @@ def train_classifier(model: NengoModel, x: np.ndarray, y: np.ndarray, *, epochs:
         weights[rate_probe] = rate_floor_weight / len(rate_probes)
         targets[rate_probe] = np.zeros((len(x), 1, 1), np.float32)  # the penalty ignores its target
     try:
-        with dl_settings(model.network, stateful=False, lif_smoothing=lif_smoothing), \
+        with dl_settings(model.network, planner=dl_planner(), stateful=False, lif_smoothing=lif_smoothing), \
                 nengo_dl.Simulator(model.network, minibatch_size=minibatch_size, seed=seed,
                                    progress_bar=False) as sim:
             sim.compile(optimizer=optimizers()[optimizer](rate), loss=losses, loss_weights=weights)

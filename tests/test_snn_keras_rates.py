@@ -1,0 +1,55 @@
+"""keras_rates: the Keras activation is Nengo's LIF rate curve, and Keras weights carry over through ONNX exactly."""
+import numpy as np
+import pytest
+
+from onnxlab import to_onnx
+from onnxlab.runtime import ort_session, run_single
+from onnxlab.snn import to_snn
+from onnxlab.snn.keras_rates import lif_gain_bias, lif_rate_activation, with_relu_placeholders
+from onnxlab.snn.simulate import simulate
+from onnxlab.snn.to_nengo import to_nengo
+
+pytest.importorskip("nengo_dl")
+LIF = dict(amplitude=0.02, max_rate=150.0, intercept=-0.1, tau_rc=0.03, tau_ref=0.004)
+X = np.linspace(-1.0, 2.0, 301, dtype=np.float32)
+
+
+def _nengo_rates(neuron_type, x):
+    gain, bias = lif_gain_bias(LIF["max_rate"], LIF["intercept"], tau_rc=LIF["tau_rc"], tau_ref=LIF["tau_ref"])
+    return LIF["amplitude"] * neuron_type.rates(x[:, None], np.array([gain]), np.array([bias]))[:, 0]
+
+
+def test_exact_curve_is_nengo_lif_rate():
+    import nengo
+
+    x = X[np.abs(X - LIF["intercept"]) > 1e-3]  # the slope is infinite at the intercept: float32 vs float64 there
+    ours = lif_rate_activation(**LIF, sigma=None)(x[:, None]).numpy()[:, 0]
+    np.testing.assert_allclose(ours, _nengo_rates(nengo.LIFRate(tau_rc=0.03, tau_ref=0.004), x), rtol=1e-5, atol=1e-7)
+    assert ours[x < -0.1].max() == 0 and ours[-1] > LIF["amplitude"] * LIF["max_rate"]
+
+
+def test_smoothed_curve_is_nengo_dl_soft_lif_rate():
+    from nengo_dl import SoftLIFRate
+
+    ours = lif_rate_activation(**LIF, sigma=0.05)(X[:, None]).numpy()[:, 0]
+    theirs = _nengo_rates(SoftLIFRate(sigma=0.05, tau_rc=0.03, tau_ref=0.004), X)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6)
+
+
+def test_keras_weights_reach_nengo_and_onnxruntime_unchanged():
+    """Keras with the rate curve = ONNX-SNN in ONNX Runtime = Nengo rate mode, on the same input."""
+    from keras import Sequential, layers
+
+    curve = lif_rate_activation(**LIF, sigma=None)
+    rng = np.random.default_rng(3)
+    keras_model = Sequential([layers.Input((7,)), layers.Dense(9, activation=curve), layers.Dense(3)])
+    keras_model.set_weights([rng.normal(size=w.shape).astype(np.float32) for w in keras_model.get_weights()])
+    x = rng.normal(size=(16, 7)).astype(np.float32)
+    placeholders = with_relu_placeholders(keras_model, curve)
+    assert placeholders.layers[0].activation.__name__ == "relu"
+    snn = to_snn(to_onnx(placeholders, x[:1]), "LIF", max_rates=LIF["max_rate"], intercepts=LIF["intercept"],
+                 params={k: LIF[k] for k in ("amplitude", "tau_rc", "tau_ref")})
+    expected = keras_model.predict(x, verbose=0)
+    np.testing.assert_allclose(run_single(ort_session(snn), x)[0], expected, rtol=1e-4, atol=1e-5)
+    (nengo_out,) = simulate(to_nengo(snn, rate=True), x, n_steps=1).values()
+    np.testing.assert_allclose(nengo_out[:, -1], expected, rtol=1e-4, atol=1e-5)
