@@ -65,7 +65,7 @@ class TrainingRun:
     Attributes
     ----------
     loss
-        Mean training loss of each epoch.
+        Mean training loss of each epoch (classification loss plus any rate penalty).
     seconds
         Wall-clock time of ``fit`` (s), graph building excluded.
     """
@@ -107,7 +107,8 @@ def train_classifier(model: NengoModel, x: np.ndarray, y: np.ndarray, *, epochs:
         infinite at the firing threshold.
     rate_floor_hz, rate_floor_weight
         If set, every ensemble's neurons are also trained to be either silent or to fire at least
-        ``rate_floor_hz`` spikes/s (`low_rate_penalty`, added to the loss with ``rate_floor_weight``).
+        ``rate_floor_hz`` spikes/s (`low_rate_penalty`, added to the loss with ``rate_floor_weight`` in all,
+        split evenly over the ensembles).
         A neuron at a few Hz is the spiking network's main error in a short simulation: in 30 ms it fires once
         or not at all. None (default) trains on the classification loss alone.
 
