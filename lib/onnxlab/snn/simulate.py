@@ -51,6 +51,23 @@ def dl_settings(network, **settings: Any) -> Iterator[None]:
                 params._extra_params.pop(name, None)
 
 
+@contextmanager
+def temporary_probes(network, targets: dict[Any, Any]) -> Iterator[dict[Any, Any]]:
+    """Unfiltered probes on ``targets`` (key -> Nengo object) in ``network``, removed when the block ends.
+
+    For probes that serve one simulator only: `from_nengo` and later simulators must not see them.
+    """
+    import nengo
+
+    with network:
+        probes = {key: nengo.Probe(obj, synapse=None) for key, obj in targets.items()}
+    try:
+        yield probes
+    finally:
+        for probe in probes.values():
+            network.probes.remove(probe)
+
+
 def dl_planner() -> Any:
     """The `PLANNER` function, for ``nengo_dl.configure_settings(planner=...)``."""
     from nengo_dl import graph_optimizer
@@ -112,20 +129,13 @@ def simulate(model: NengoModel, x: np.ndarray, *, n_steps: int | None = None, mi
     padded = -len(x) % batch
     data = np.concatenate([x.reshape(len(x), -1), np.zeros((padded, x[0].size), np.float32)])
     data = np.repeat(data[:, None, :], n_steps, axis=1)
-    import nengo
-
     probes = model.filtered_outputs if filtered else model.outputs
-    with model.network:
-        extra = {name: nengo.Probe(obj, synapse=None) for name, obj in (extra_probes or {}).items()}
     tf.get_logger().setLevel("ERROR")
-    try:
-        with dl_settings(model.network, planner=dl_planner(), **SIMULATE_SETTINGS), \
-                nengo_dl.Simulator(model.network, dt=model.simulation.dt, minibatch_size=batch,
-                                   progress_bar=progress_bar) as sim:
-            result = sim.predict({node: data}, verbose=int(progress_bar))
-    finally:  # the extra probes were for this run only
-        for probe in extra.values():
-            model.network.probes.remove(probe)
+    with temporary_probes(model.network, extra_probes or {}) as extra, \
+            dl_settings(model.network, planner=dl_planner(), **SIMULATE_SETTINGS), \
+            nengo_dl.Simulator(model.network, dt=model.simulation.dt, minibatch_size=batch,
+                               progress_bar=progress_bar) as sim:
+        result = sim.predict({node: data}, verbose=int(progress_bar))
     out = {name: result[probe][:len(x)].reshape(len(x), n_steps, *model.output_shapes[name])
            for name, probe in probes.items()}
     out.update({name: result[probe][:len(x)] for name, probe in extra.items()})

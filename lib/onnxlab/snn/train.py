@@ -9,7 +9,7 @@ from typing import Any, Callable
 import numpy as np
 
 from onnxlab.errors import SNNError
-from onnxlab.snn.simulate import dl_planner, dl_settings, single_input
+from onnxlab.snn.simulate import dl_planner, dl_settings, single_input, temporary_probes
 from onnxlab.snn.to_nengo import NengoModel
 
 
@@ -142,33 +142,23 @@ def train_classifier(model: NengoModel, x: np.ndarray, y: np.ndarray, *, epochs:
     losses = {probe: tf.losses.SparseCategoricalCrossentropy(from_logits=True)}
     weights = {probe: 1.0}
     targets = {probe: np.asarray(y).reshape(-1, 1, 1)}
-    rate_probes = _rate_probes(model) if rate_floor_hz is not None else {}
-    for ensemble, rate_probe in rate_probes.items():
-        losses[rate_probe] = low_rate_penalty(getattr(ensemble.neuron_type, "amplitude", 1.0) * rate_floor_hz)
-        weights[rate_probe] = rate_floor_weight / len(rate_probes)
-        targets[rate_probe] = np.zeros((len(x), 1, 1), np.float32)  # the penalty ignores its target
-    try:
-        with dl_settings(model.network, planner=dl_planner(), stateful=False, lif_smoothing=lif_smoothing), \
-                nengo_dl.Simulator(model.network, minibatch_size=minibatch_size, seed=seed,
-                                   progress_bar=False) as sim:
-            sim.compile(optimizer=optimizers()[optimizer](rate), loss=losses, loss_weights=weights)
-            started = time.perf_counter()
-            with warnings.catch_warnings():  # about the synapse-filtered probes; the loss reads unfiltered outputs
-                warnings.filterwarnings("ignore", message="Running for one timestep")
-                history = sim.fit({node: x.reshape(len(x), 1, -1)}, targets, epochs=epochs, verbose=0)
-            seconds = time.perf_counter() - started
-            sim.freeze_params(model.network)
-    finally:
-        for rate_probe in rate_probes.values():  # not part of the model: from_nengo must not see them
-            model.network.probes.remove(rate_probe)
+    # unfiltered probes on every ensemble's neurons, for the penalty only (from_nengo must not see them)
+    ensembles = model.ensembles.values() if rate_floor_hz is not None else ()
+    with temporary_probes(model.network, {ens: ens.neurons for ens in ensembles}) as rate_probes, \
+            dl_settings(model.network, planner=dl_planner(), stateful=False, lif_smoothing=lif_smoothing), \
+            nengo_dl.Simulator(model.network, minibatch_size=minibatch_size, seed=seed, progress_bar=False) as sim:
+        for ensemble, rate_probe in rate_probes.items():
+            losses[rate_probe] = low_rate_penalty(getattr(ensemble.neuron_type, "amplitude", 1.0) * rate_floor_hz)
+            weights[rate_probe] = rate_floor_weight / len(rate_probes)
+            targets[rate_probe] = np.zeros((len(x), 1, 1), np.float32)  # the penalty ignores its target
+        sim.compile(optimizer=optimizers()[optimizer](rate), loss=losses, loss_weights=weights)
+        started = time.perf_counter()
+        with warnings.catch_warnings():  # about the synapse-filtered probes; the loss reads unfiltered outputs
+            warnings.filterwarnings("ignore", message="Running for one timestep")
+            history = sim.fit({node: x.reshape(len(x), 1, -1)}, targets, epochs=epochs, verbose=0)
+        seconds = time.perf_counter() - started
+        sim.freeze_params(model.network)
     return TrainingRun([float(v) for v in history.history["loss"]], seconds, optimizer, learning_rate, schedule,
                        lif_smoothing, epochs, minibatch_size, rate_floor_hz,
                        rate_floor_weight if rate_floor_hz is not None else 0.0)
 
-
-def _rate_probes(model: NengoModel) -> dict[Any, Any]:
-    """An unfiltered probe on the neurons of every ensemble of ``model``, added to its network."""
-    import nengo
-
-    with model.network:
-        return {ensemble: nengo.Probe(ensemble.neurons, synapse=None) for ensemble in model.ensembles.values()}
