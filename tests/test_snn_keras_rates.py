@@ -24,7 +24,8 @@ def test_exact_curve_is_nengo_lif_rate():
 
     x = X[np.abs(X - LIF["intercept"]) > 1e-3]  # the slope is infinite at the intercept: float32 vs float64 there
     ours = lif_rate_activation(**LIF, sigma=None)(x[:, None]).numpy()[:, 0]
-    np.testing.assert_allclose(ours, _nengo_rates(nengo.LIFRate(tau_rc=0.03, tau_ref=0.004), x), rtol=1e-5, atol=1e-7)
+    theirs = _nengo_rates(nengo.LIFRate(tau_rc=LIF["tau_rc"], tau_ref=LIF["tau_ref"]), x)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-7)
     assert ours[x < -0.1].max() == 0 and ours[-1] > LIF["amplitude"] * LIF["max_rate"]
 
 
@@ -32,7 +33,7 @@ def test_smoothed_curve_is_nengo_dl_soft_lif_rate():
     from nengo_dl import SoftLIFRate
 
     ours = lif_rate_activation(**LIF, sigma=0.05)(X[:, None]).numpy()[:, 0]
-    theirs = _nengo_rates(SoftLIFRate(sigma=0.05, tau_rc=0.03, tau_ref=0.004), X)
+    theirs = _nengo_rates(SoftLIFRate(sigma=0.05, tau_rc=LIF["tau_rc"], tau_ref=LIF["tau_ref"]), X)
     np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6)
 
 
