@@ -102,8 +102,9 @@ def test_izhikevich_survives_export_and_legacy_upgrade():
     exported = from_nengo(built)
     (node,) = [n for n in exported.graph.node if n.op_type == "Izhikevich"]
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    assert attrs["coupling"] == pytest.approx(0.25) and len(attrs["rate_table"]) == len(Izhikevich.rate_table(
-        Izhikevich.parameters({"coupling": 0.25}))[1])
+    np.testing.assert_array_equal(onnx.numpy_helper.to_array(attrs["rate_table"]),  # a float32 tensor attribute
+                                  Izhikevich.rate_table(Izhikevich.parameters({"coupling": 0.25}))[1])
+    assert attrs["coupling"] == pytest.approx(0.25)
     legacy = mlp()
     legacy.graph.node[2].CopyFrom(helper.make_node("Izhikevich", ["a0"], ["h0"], name="act0"))
     upgraded, changes = upgrade(legacy)

@@ -8,7 +8,8 @@ from onnxlab.errors import SNNError
 from onnxlab.runtime import ort_session, run_single
 from onnxlab.snn import to_snn
 from onnxlab.snn.simulate import VERIFY_RTOL, simulate, verify
-from onnxlab.snn.to_nengo import fold_batch_norm, to_nengo
+from onnxlab.graph import fold_batch_norm
+from onnxlab.snn.to_nengo import to_nengo
 from tests.onnx_models import branching, keras_style_cnn, legacy_model, mlp, shared_linear
 
 pytest.importorskip("nengo_dl")

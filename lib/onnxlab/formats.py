@@ -33,16 +33,20 @@ ONNX_SNN_OPSET = 1
 TARGET_OPSETS = {"": ONNX_OPSET, ONNX_ML_DOMAIN: ONNX_ML_OPSET}
 
 
-def finalize(model: onnx.ModelProto, *, full_check: bool = True) -> onnx.ModelProto:
-    """Stamp ``model`` with onnxlab's IR version and validate it with ``onnx.checker``.
+def finalize(model: onnx.ModelProto, *, full_check: bool = True, keep_ir_version: bool = False) -> onnx.ModelProto:
+    """Stamp ``model``'s IR version and validate it with ``onnx.checker``; its opsets are left as they are.
 
     Parameters
     ----------
     model
-        A model produced by a converter. Modified in place.
+        A model produced by a converter or a pass. Modified in place.
     full_check
         Also run strict shape inference (``onnx.checker.check_model(full_check=True)``).
         Models with external data must be checked by path instead and pass ``False``.
+    keep_ir_version
+        For a pass over someone else's file (`onnxlab.snn.to_snn`, `onnxlab.snn.upgrade`): keep
+        the file's IR version unless its opsets or model-local functions need a newer one. Otherwise
+        the IR version is `IR_VERSION`, or what the opsets need if that is newer.
 
     Returns
     -------
@@ -51,15 +55,19 @@ def finalize(model: onnx.ModelProto, *, full_check: bool = True) -> onnx.ModelPr
 
     Raises
     ------
+    OnnxlabError
+        If the model imports an ai.onnx opset newer than the installed onnx knows.
     onnx.checker.ValidationError
-        If the model is not valid ONNX.
+        If the model is not valid ONNX (a bug in the pass that wrote it).
     """
-    model.ir_version = IR_VERSION
+    from onnxlab.graph import MAX_SUPPORTED_OPSET, is_default_domain, min_ir_version
+
     for opset in model.opset_import:
-        if opset.domain in ("", "ai.onnx") and opset.version > ONNX_OPSET:
-            raise ValueError(
-                f"model imports ai.onnx opset {opset.version}, newer than onnxlab's target {ONNX_OPSET}"
-            )
+        if is_default_domain(opset.domain) and opset.version > MAX_SUPPORTED_OPSET:
+            raise OnnxlabError(f"model {model.graph.name!r} imports ai.onnx opset {opset.version}, newer than the "
+                               f"installed onnx {onnx.__version__} knows ({MAX_SUPPORTED_OPSET})")
+    floor = model.ir_version if keep_ir_version else IR_VERSION
+    model.ir_version = max(floor, min_ir_version(model))
     onnx.checker.check_model(model, full_check=full_check)
     return model
 

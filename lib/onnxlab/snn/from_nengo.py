@@ -113,11 +113,9 @@ def _convolution(g: _Graph, t: Any, value: str, base: str) -> str:
         raise SNNError(f"connection into {base!r}: grouped convolutions are not supported")
     pads = [0, 0, 0, 0]
     if t.padding == "same":
-        from onnxlab.snn.to_nengo import _same_padding
+        from onnxlab.snn.builders import same_pads
 
-        (top, bottom), (left, right) = (_same_padding(s, k, st) for s, k, st in
-                                        zip((h, w), t.kernel_size, t.strides))
-        pads = [top, left, bottom, right]
+        pads = same_pads((h, w), tuple(t.kernel_size), tuple(t.strides))
     y = g.op("Conv", [x, g.const(f"{base}.kernel", layout.conv_kernel_to_onnx(kernel))], f"{base}.conv",
              kernel_shape=list(t.kernel_size), strides=list(t.strides), pads=pads)
     if t.channels_last:

@@ -15,6 +15,7 @@ from onnx import helper, numpy_helper
 
 from onnxlab.errors import SNNError
 from onnxlab.formats import ONNX_SNN_DOMAIN, finalize, unique_name
+from onnxlab.graph import FUNCTIONS_MIN_IR_VERSION, is_default_domain, taken_names
 from onnxlab.snn.neurons import NEURONS, install_functions
 from onnxlab.snn.simulation import Simulation
 from onnxlab.snn.to_snn import gain_bias
@@ -26,7 +27,7 @@ LEGACY_INTERCEPTS = 0.0
 
 def legacy_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
     """Top-level nodes that are spiking neuron ops in the default domain (the legacy encoding)."""
-    return [n for n in model.graph.node if n.domain in ("", "ai.onnx") and n.op_type in NEURONS]
+    return [n for n in model.graph.node if is_default_domain(n.domain) and n.op_type in NEURONS]
 
 
 def is_legacy(model: onnx.ModelProto) -> bool:
@@ -63,8 +64,7 @@ def upgrade(model: onnx.ModelProto | str | os.PathLike, *, max_rates: float = LE
                        f"({', '.join(NEURONS)} in the default domain)")
     upgraded = onnx.ModelProto()
     upgraded.CopyFrom(source)
-    taken = {i.name for i in upgraded.graph.initializer} | {v for n in upgraded.graph.node
-                                                            for v in [*n.input, *n.output]}
+    taken = taken_names(upgraded.graph)
     changes = []
     for node in legacy_nodes(upgraded):
         op = NEURONS[node.op_type]
@@ -96,4 +96,7 @@ def upgrade(model: onnx.ModelProto | str | os.PathLike, *, max_rates: float = LE
     if not any(p.key.startswith("onnxsnn.") for p in upgraded.metadata_props):
         Simulation().write(upgraded)
         changes.append("no simulation settings stored; wrote the defaults " + repr(Simulation()))
-    return finalize(upgraded), changes
+    if upgraded.ir_version < FUNCTIONS_MIN_IR_VERSION:
+        changes.append(f"IR version {upgraded.ir_version} raised to {FUNCTIONS_MIN_IR_VERSION} (model-local "
+                       "functions need it); the ai.onnx opset is kept")
+    return finalize(upgraded, keep_ir_version=True), changes

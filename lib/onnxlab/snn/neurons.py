@@ -16,8 +16,9 @@ twin (``LIF(LIFRate)``), as in Nengo, and share its rate function.
 
 ``Izhikevich`` has no closed-form rate. ONNX Runtime gets Nengo's own rate curve for the node's
 parameters (``nengo.Izhikevich.rates``, which simulates each current for 1 s), tabulated when
-the file is written and stored in two *derived* attributes (``rate_current_max``,
-``rate_table``), interpolated linearly by the function; currents beyond the table saturate.
+the file is written and stored in two *derived* attributes (``rate_current_max``, a float, and
+``rate_table``, a float32 tensor), interpolated linearly by the function; currents beyond the table
+saturate.
 Derived attributes are written by `NeuronOp.node_attributes` and ignored when reading.
 """
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import onnx
-from onnx import AttributeProto, helper
+from onnx import AttributeProto, helper, numpy_helper
 
 from onnxlab.errors import SNNError
 from onnxlab.formats import ONNX_OPSET, ONNX_SNN_DOMAIN
@@ -45,10 +46,24 @@ def float32_decimal(value: float) -> float:
     return float(np.format_float_positional(np.float32(value), unique=True))
 
 
-class FunctionBody:
-    """Builds the node list of a function body; every intermediate gets a unique name."""
+#: First ai.onnx opset whose Constant takes a float attribute (``value_float``), so a function body can
+#: turn the calling node's float attribute into a tensor directly; older bodies use `Selu` (y = gamma * x
+#: for x > 0, exact at x = 1) with ``gamma`` taken from the attribute.
+CONSTANT_VALUE_FLOAT_OPSET = 12
 
-    def __init__(self) -> None:
+
+class FunctionBody:
+    """Builds the node list of a function body for one ai.onnx ``opset``; every intermediate gets a unique name.
+
+    The bodies use only operators whose meaning is the same in every opset from
+    `onnxlab.graph.MIN_SUPPORTED_OPSET` to `onnxlab.graph.MAX_SUPPORTED_OPSET` (elementwise
+    arithmetic, Where, Greater, Log, Softplus, Min/Max, Gather, Cast, Size), and literal constants
+    as tensors (``Constant(value=...)``, valid in every opset). Only reading a float attribute
+    differs by version (see `CONSTANT_VALUE_FLOAT_OPSET`).
+    """
+
+    def __init__(self, opset: int = ONNX_OPSET) -> None:
+        self.opset = int(opset)
         self.nodes: list[onnx.NodeProto] = []
 
     def op(self, op_type: str, *inputs: str, **attributes: Any) -> str:
@@ -57,19 +72,33 @@ class FunctionBody:
         self.nodes.append(helper.make_node(op_type, list(inputs), [output], **attributes))
         return output
 
-    def const(self, value: float) -> str:
-        """A float32 scalar constant."""
-        return self.op("Constant", value_float=float(value))
+    def const(self, value: float, dtype: type = np.float32) -> str:
+        """A scalar constant (float32 unless ``dtype`` says otherwise)."""
+        return self.op("Constant", value=numpy_helper.from_array(np.array(value, dtype)))
 
-    def attr(self, name: str, kind: str = "float") -> str:
-        """A constant taken from the calling node's attribute ``name``: a float32 scalar, or a 1-D
-        float32 tensor for ``kind="floats"``."""
+    def _referencing(self, op_type: str, inputs: list[str], output: str, reference: AttributeProto) -> str:
+        node = helper.make_node(op_type, inputs, [output])
+        node.attribute.append(reference)
+        self.nodes.append(node)
+        return output
+
+    def attr(self, name: str) -> str:
+        """A float32 scalar taken from the calling node's float attribute ``name`` (computed once)."""
+        output = f"attr_{name}"
+        if any(output in n.output for n in self.nodes):
+            return output
+        if self.opset >= CONSTANT_VALUE_FLOAT_OPSET:
+            reference = AttributeProto(name="value_float", ref_attr_name=name, type=AttributeProto.FLOAT)
+            return self._referencing("Constant", [], output, reference)
+        reference = AttributeProto(name="gamma", ref_attr_name=name, type=AttributeProto.FLOAT)
+        return self._referencing("Selu", [self.const(1.0)], output, reference)
+
+    def tensor_attr(self, name: str) -> str:
+        """The calling node's tensor attribute ``name`` (``Constant(value=...)``: every opset)."""
         output = f"attr_{name}"
         if not any(output in n.output for n in self.nodes):
-            node = helper.make_node("Constant", [], [output])
-            attr_type = AttributeProto.FLOATS if kind == "floats" else AttributeProto.FLOAT
-            node.attribute.append(AttributeProto(name=f"value_{kind}", ref_attr_name=name, type=attr_type))
-            self.nodes.append(node)
+            reference = AttributeProto(name="value", ref_attr_name=name, type=AttributeProto.TENSOR)
+            self._referencing("Constant", [], output, reference)
         return output
 
 
@@ -108,15 +137,19 @@ class NeuronOp:
         raise NotImplementedError
 
     @classmethod
-    def function(cls) -> onnx.FunctionProto:
-        """The model-local ONNX function computing this op's rate response."""
-        body = FunctionBody()
+    def function(cls, opset: int = ONNX_OPSET) -> onnx.FunctionProto:
+        """The model-local ONNX function computing this op's rate response, for a model importing ai.onnx ``opset``.
+
+        The function imports the model's own opset (``onnx.checker`` and ONNX Runtime require
+        them to agree), and its body is valid in it: see `FunctionBody`.
+        """
+        body = FunctionBody(opset)
         current = body.op("Add", body.op("Mul", "x", "gain"), "bias")
         rate = cls.rate(body, current)
         body.nodes.append(helper.make_node("Identity", [rate], [OUTPUT]))
         return helper.make_function(
             ONNX_SNN_DOMAIN, cls.op_type, list(INPUTS), [OUTPUT], body.nodes,
-            [helper.make_opsetid("", ONNX_OPSET)], attributes=[*cls.attributes, *cls.derived],
+            [helper.make_opsetid("", body.opset)], attributes=[*cls.attributes, *cls.derived],
             doc_string=f"Rate response of {cls.nengo_path}: y = rate(gain * x + bias).",
         )
 
@@ -248,19 +281,20 @@ class Izhikevich(NeuronOp):
     @classmethod
     def node_attributes(cls, params):
         _, rates = cls.rate_table(params)
-        return {**params, "rate_current_max": IZHIKEVICH_CURRENT_MAX, "rate_table": rates.tolist()}
+        return {**params, "rate_current_max": IZHIKEVICH_CURRENT_MAX,
+                "rate_table": numpy_helper.from_array(rates, "rate_table")}
 
     @classmethod
     def rate(cls, body, current):
-        table = body.attr("rate_table", kind="floats")
+        table = body.tensor_attr("rate_table")
         last = body.op("Sub", body.op("Cast", body.op("Size", table), to=onnx.TensorProto.FLOAT), body.const(1.0))
         position = body.op("Mul", body.op("Div", current, body.attr("rate_current_max")), last)
-        position = body.op("Clip", position, body.const(0.0), last)
+        position = body.op("Max", body.op("Min", position, last), body.const(0.0))  # Clip's signature changed at 11
         left = body.op("Min", body.op("Floor", position), body.op("Sub", last, body.const(1.0)))
         fraction = body.op("Sub", position, left)
         index = body.op("Cast", left, to=onnx.TensorProto.INT64)
         y0 = body.op("Gather", table, index)
-        y1 = body.op("Gather", table, body.op("Add", index, body.op("Constant", value_int=1)))
+        y1 = body.op("Gather", table, body.op("Add", index, body.const(1, np.int64)))
         return body.op("Add", y0, body.op("Mul", fraction, body.op("Sub", y1, y0)))
 
 
@@ -292,15 +326,24 @@ def neuron_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
 def install_functions(model: onnx.ModelProto) -> None:
     """Import the ONNX-SNN opset and add the rate function of every neuron op the graph uses.
 
-    Functions of the ONNX-SNN domain already in the model are replaced by the current ones.
+    The functions are built for the ai.onnx opset the model imports (the model's opset is never
+    changed); functions of the ONNX-SNN domain already in the model are replaced by these, and every
+    neuron node's derived attributes are rewritten from its parameters so that they match.
     """
     from onnxlab.formats import ONNX_SNN_OPSET
+    from onnxlab.graph import check_opset_supported
 
+    opset = check_opset_supported(model, "ONNX-SNN")
+    for node in neuron_nodes(model):
+        op = neuron(node.op_type)  # unknown op types fail here, by name
+        if op.derived:
+            stored = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            params = op.parameters({k: v for k, v in stored.items() if k in op.attributes})
+            del node.attribute[:]
+            node.attribute.extend(helper.make_attribute(k, v) for k, v in op.node_attributes(params).items())
     used = sorted({n.op_type for n in neuron_nodes(model)})
-    for op_type in used:
-        neuron(op_type)  # unknown op types fail here, by name
     keep = [f for f in model.functions if f.domain != ONNX_SNN_DOMAIN]
     del model.functions[:]
-    model.functions.extend(keep + [NEURONS[t].function() for t in used])
+    model.functions.extend(keep + [NEURONS[t].function(opset) for t in used])
     if not any(o.domain == ONNX_SNN_DOMAIN for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid(ONNX_SNN_DOMAIN, ONNX_SNN_OPSET))

@@ -9,6 +9,7 @@ from onnx import helper, numpy_helper
 
 from onnxlab.errors import SNNError
 from onnxlab.formats import ONNX_SNN_DOMAIN, finalize, unique_name
+from onnxlab.graph import check_opset_supported, is_default_domain, taken_names
 from onnxlab.snn.neurons import NeuronOp, install_functions, neuron, neuron_nodes
 from onnxlab.snn.simulation import Simulation
 
@@ -61,6 +62,10 @@ def to_snn(model: onnx.ModelProto | str | os.PathLike, neuron_type: str = "LIF",
     -------
     onnx.ModelProto
         Valid under ``onnx.checker.check_model(full_check=True)``; runs in ONNX Runtime (rates).
+        The model's ai.onnx opset is kept (any of 9 to `onnxlab.graph.MAX_SUPPORTED_OPSET`): each
+        neuron op's function is built for it. Its IR version is kept, raised to 8 if older
+        (model-local functions need IR 8). External data is read into the returned proto;
+        `onnxlab.formats.save_model` writes it back out when the model is large.
 
     Raises
     ------
@@ -70,6 +75,7 @@ def to_snn(model: onnx.ModelProto | str | os.PathLike, neuron_type: str = "LIF",
     from onnxlab.formats import as_model
 
     source = as_model(model)
+    check_opset_supported(source, "to_snn")
     if neuron_nodes(source):
         raise SNNError(f"model {source.graph.name!r} is already ONNX-SNN (it has {ONNX_SNN_DOMAIN} nodes)")
     mapping = dict(mapping) if mapping is not None else {a: neuron_type for a in DEFAULT_ACTIVATIONS}
@@ -84,10 +90,10 @@ def to_snn(model: onnx.ModelProto | str | os.PathLike, neuron_type: str = "LIF",
 
     snn = onnx.ModelProto()
     snn.CopyFrom(source)
-    taken = {i.name for i in snn.graph.initializer} | {v for n in snn.graph.node for v in [*n.input, *n.output]}
+    taken = taken_names(snn.graph)
     replaced = 0
     for index, node in enumerate(snn.graph.node):
-        if node.domain not in ("", "ai.onnx") or node.op_type not in ops:
+        if not is_default_domain(node.domain) or node.op_type not in ops:
             continue
         op, p = ops[node.op_type], op_params[node.op_type]
         g, b = gain_bias(op, p, gain=gain, bias=bias, max_rates=max_rates, intercepts=intercepts)
@@ -104,5 +110,5 @@ def to_snn(model: onnx.ModelProto | str | os.PathLike, neuron_type: str = "LIF",
         raise SNNError(f"model {source.graph.name!r} has no {', '.join(mapping)} node to replace")
     install_functions(snn)
     (simulation or Simulation()).write(snn)
-    return finalize(snn)
+    return finalize(snn, keep_ir_version=True)
 

@@ -1,0 +1,791 @@
+"""One small builder per ONNX op, for the opset versions it covers: ONNX-SNN graph -> `NetworkDescription`.
+
+Every ONNX tensor becomes a Nengo object whose output is the tensor's per-sample values, flat
+in ONNX (channels-first, row-major) order: linear ops (Conv, Gemm, MatMul, Add/Sub/Mul/Div by
+constants, pooling, Pad, Transpose, Concat, Split, Gather, reductions) become connection
+transforms, neuron ops become ensembles, and shape-only ops (Reshape, Flatten, Squeeze,
+Unsqueeze, Identity, Dropout) reuse their input's object.
+
+`BUILDERS` is a registry keyed by op type *and opset*: ``@BUILDERS.register("Squeeze", since=13)``
+covers Squeeze from opset 13 on (axes as an input), the ``since=1`` entry the versions before
+(axes as an attribute), as onnx's reference ops and tf2onnx's handlers do. An op whose meaning a
+builder does not honour is refused with an `SNNError` naming the node.
+
+A linear op's result stays *pending* (a list of `Term` connections not yet made) until it is
+used: a neuron op with a single pending input receives those connections directly, as a
+hand-written Nengo network would (``Convolution`` straight into ``ens.neurons``); anything else
+gets a passthrough node summing them. A pure permutation (a Transpose before a Flatten) feeding
+a dense layer is folded into the dense matrix's column order. Passthrough nodes and sparse
+permutations each cost NengoDL a copy per time step: avoiding them halves the run time of a
+Keras-style CNN.
+"""
+from __future__ import annotations
+
+import bisect
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import onnx
+
+from onnxlab.errors import SNNError
+from onnxlab.graph import attributes, node_label, string_attribute, use_counts
+from onnxlab.snn import transforms
+from onnxlab.snn.description import Call, Environment, NetworkDescription, Var, Weight, evaluate
+from onnxlab.snn.neurons import NEURONS, NeuronOp
+
+#: What to do with MaxPool, which NengoDL cannot spike through: "average" (replace, warn) or "error".
+MAX_POOL_MODES = ("average", "error")
+#: Largest finite float32: Clip bounds at or beyond it are no bound at all (Clip-6's defaults).
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+# --------------------------------------------------------------------------- tensors on the Nengo side
+
+@dataclass
+class Term:
+    """One connection into a pending tensor: ``pre`` through ``transform`` (None = identity).
+
+    Pure selections (``out[i] = pre[index[i]]``) also keep their ``index`` expression, so a
+    following dense layer can absorb them.
+    """
+
+    pre: Var
+    transform: Any = None
+    trainable: bool = False
+    index: Any = None
+
+
+@dataclass
+class Tensor:
+    """One ONNX tensor on the Nengo side: prod(shape) values per sample.
+
+    Either built (``obj`` is the Var of a Nengo object outputting them) or pending (``obj`` is None
+    and the value is the sum of ``terms``, connected only when a consumer needs them).
+    """
+
+    obj: Var | None
+    shape: tuple[int, ...]
+    terms: list[Term] = field(default_factory=list)
+    label: str = ""
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    def alias(self, shape: tuple[int, ...]) -> "Tensor":
+        """The same values under another per-sample shape (flat order unchanged)."""
+        return Tensor(self.obj, tuple(int(s) for s in shape), self.terms, self.label)
+
+
+class Builder:
+    """State shared by the op builders while a network is described."""
+
+    def __init__(self, model: onnx.ModelProto, weights: dict[str, np.ndarray], *, opset: int, rate: bool,
+                 max_pool: str, seed: int = 0):
+        self.model = model
+        self.opset = opset
+        self.rate = rate
+        self.max_pool = max_pool
+        self.seed = seed
+        self.consts = weights
+        self.net = NetworkDescription(model.graph.name or "onnx-snn")
+        self.tensors: dict[str, Tensor] = {}
+        self.ensembles: dict[str, Var] = {}
+        self.notes: list[str] = []
+        self._one: Var | None = None
+        #: how often each tensor is read: pending tensors read more than once are built as a
+        #: passthrough node rather than computed twice
+        self.uses = use_counts(model.graph)
+
+    # -- reading the node
+    def const(self, name: str, node: onnx.NodeProto) -> np.ndarray:
+        if name not in self.consts:
+            raise SNNError(f"{node_label(node)}: input {name!r} must be a constant (initializer) for Nengo")
+        return self.consts[name]
+
+    def optional_const(self, node: onnx.NodeProto, position: int) -> np.ndarray | None:
+        """The constant at input ``position``, or None when the optional input is absent."""
+        if len(node.input) <= position or not node.input[position]:
+            return None
+        return self.const(node.input[position], node)
+
+    def value(self, expr: Any) -> Any:
+        """Evaluate an index or weight expression now (for decisions the builder must make)."""
+        return evaluate(expr, Environment(self.consts))
+
+    def tensor(self, name: str, node: onnx.NodeProto) -> Tensor:
+        """The tensor ``name`` as ``node`` reads it; still pending only if ``node`` is its sole reader."""
+        if name not in self.tensors:
+            raise SNNError(f"{node_label(node)}: input {name!r} is not produced by any supported op")
+        tensor = self.tensors[name]
+        if tensor.obj is None and self.uses.get(name, 0) > 1:
+            self.obj(tensor)
+        return tensor
+
+    def sample_axis(self, axis: int, rank: int, node: onnx.NodeProto) -> int:
+        """ONNX ``axis`` of a tensor with ``rank`` sample axes (plus the batch) as a sample axis, 0-based."""
+        full = axis + rank + 1 if axis < 0 else axis
+        if full == 0:
+            raise SNNError(f"{node_label(node)}: operates on the batch axis (axis={axis})")
+        if not 1 <= full <= rank:
+            raise SNNError(f"{node_label(node)}: axis {axis} is out of range for a tensor of rank {rank + 1}")
+        return full - 1
+
+    # -- writing
+    def pending(self, shape: tuple[int, ...], node: onnx.NodeProto, output: int = 0) -> Tensor:
+        """A new pending tensor of per-sample ``shape`` for the node's ``output``."""
+        tensor = Tensor(None, tuple(int(s) for s in shape), [], node.name or node.output[output])
+        self.tensors[node.output[output]] = tensor
+        return tensor
+
+    def obj(self, tensor: Tensor) -> Var:
+        """The object outputting ``tensor``: a pending tensor gets its passthrough node now."""
+        if tensor.obj is None:
+            node = self.net.assign("node", Call.of("nengo.Node", size_in=tensor.size, label=tensor.label))
+            self.feed(tensor, node)
+            tensor.obj, tensor.terms = node, []
+        return tensor.obj
+
+    def add_term(self, out: Tensor, pre: Tensor | Var, transform: Any = None, *, trainable: bool = False,
+                 index: Any = None) -> None:
+        """Add ``transform(pre)`` to the pending tensor ``out``."""
+        out.terms.append(Term(self.obj(pre) if isinstance(pre, Tensor) else pre, transform, trainable, index))
+
+    def add_tensor(self, out: Tensor, src: Tensor) -> None:
+        """Add ``src`` as it is: its pending terms directly, a built object as an identity connection."""
+        if src.obj is None:
+            out.terms.extend(src.terms)
+        else:
+            self.add_term(out, src.obj)
+
+    def feed(self, src: Tensor, post: Var) -> None:
+        """Connect ``src`` into ``post``: a pending tensor's terms directly, a built one as identity.
+
+        Only connections carrying ONNX weights (Conv, Gemm, MatMul) are trainable: structural
+        transforms and biases stay fixed in NengoDL, so training changes exactly what the ONNX
+        file stores as weights (plus the ensembles' own biases).
+        """
+        if src.obj is not None:
+            self.net.connect(src.obj, post)
+        for term in src.terms:
+            self.net.connect(term.pre, post, term.transform, trainable=term.trainable)
+
+    def add_bias(self, out: Tensor, value: Any) -> None:
+        """Add a constant column (an (n, 1) expression, e.g. `transforms.bias_column`) from a constant node."""
+        if self._one is None:
+            self._one = self.net.assign("one", Call.of("nengo.Node", [1.0], label="one"))
+        self.add_term(out, self._one, value)
+
+
+# --------------------------------------------------------------------------- the registry
+
+@dataclass(frozen=True)
+class OpBuilder:
+    """A builder for ``op_type`` from opset ``since`` until the next entry's ``since`` (exclusive)."""
+
+    op_type: str
+    since: int
+    build: Callable[[Builder, onnx.NodeProto], None]
+
+
+class BuilderRegistry:
+    """Op type -> the builders for its opset versions (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, list[OpBuilder]] = {}
+
+    def register(self, *op_types: str, since: int = 1):
+        """Decorator registering ``build(builder, node)`` for ``op_types`` from opset ``since`` on."""
+        def decorate(build):
+            for op_type in op_types:
+                entries = self._entries.setdefault(op_type, [])
+                if any(e.since == since for e in entries):
+                    raise ValueError(f"{op_type} already has a builder since opset {since}")
+                bisect.insort(entries, OpBuilder(op_type, since, build), key=lambda e: e.since)
+            return build
+        return decorate
+
+    def __contains__(self, op_type: str) -> bool:
+        return op_type in self._entries
+
+    def op_types(self) -> list[str]:
+        return sorted(self._entries)
+
+    def versions(self, op_type: str) -> list[int]:
+        """The opsets from which each of ``op_type``'s builders applies."""
+        return [e.since for e in self._entries.get(op_type, [])]
+
+    def lookup(self, op_type: str, opset: int) -> OpBuilder | None:
+        """The builder for ``op_type`` in a model importing ai.onnx ``opset``, or None."""
+        entries = self._entries.get(op_type, [])
+        position = bisect.bisect_right([e.since for e in entries], opset)
+        return entries[position - 1] if position else None
+
+
+#: Every op builder.
+BUILDERS = BuilderRegistry()
+
+
+# --------------------------------------------------------------------------- shape-only ops
+
+@BUILDERS.register("Identity")
+def _identity(b: Builder, node: onnx.NodeProto) -> None:
+    src = b.tensor(node.input[0], node)
+    b.tensors[node.output[0]] = src.alias(src.shape)
+
+
+@BUILDERS.register("Dropout")
+def _dropout(b: Builder, node: onnx.NodeProto) -> None:
+    """Inference: the identity. Refused when its mask output is read or training mode is switched on (opset 12+)."""
+    if len(node.output) > 1 and b.uses.get(node.output[1]):
+        raise SNNError(f"{node_label(node)}: its mask output is used; Nengo has no dropout mask")
+    training = b.optional_const(node, 2)
+    if training is not None and bool(np.asarray(training).item()):
+        raise SNNError(f"{node_label(node)}: training_mode is true (dropout at inference is not supported)")
+    _identity(b, node)
+
+
+def _reshape(b: Builder, node: onnx.NodeProto, allowzero: bool) -> None:
+    src = b.tensor(node.input[0], node)
+    target = [int(d) for d in b.const(node.input[1], node)]
+    if allowzero and 0 in target:
+        raise SNNError(f"{node_label(node)}: allowzero=1 with a 0 in the shape {target} makes an empty tensor")
+    full = np.empty((1, *src.shape))
+    target = [full.shape[i] if d == 0 and i < full.ndim else d for i, d in enumerate(target)]
+    try:
+        shape = full.reshape(target).shape
+    except ValueError:
+        raise SNNError(f"{node_label(node)}: cannot reshape {src.shape} to {target}") from None
+    if shape[0] != 1:
+        raise SNNError(f"{node_label(node)}: reshapes across the batch axis ({target})")
+    b.tensors[node.output[0]] = src.alias(shape[1:])
+
+
+@BUILDERS.register("Reshape", since=5)
+def _reshape_5(b: Builder, node: onnx.NodeProto) -> None:
+    """A 0 in the shape copies the input's dimension."""
+    _reshape(b, node, allowzero=False)
+
+
+@BUILDERS.register("Reshape", since=14)
+def _reshape_14(b: Builder, node: onnx.NodeProto) -> None:
+    """As `_reshape_5`, unless ``allowzero=1`` (then a 0 means an empty dimension: refused)."""
+    _reshape(b, node, allowzero=bool(attributes(node).get("allowzero", 0)))
+
+
+@BUILDERS.register("Flatten")
+def _flatten(b: Builder, node: onnx.NodeProto) -> None:
+    """Only ``axis`` 1 (or its negative form, opset 11+) keeps the batch axis apart."""
+    src = b.tensor(node.input[0], node)
+    axis = attributes(node).get("axis", 1)
+    rank = len(src.shape) + 1
+    if (axis + rank if axis < 0 else axis) != 1:
+        raise SNNError(f"{node_label(node)}: only axis=1 (keep the batch axis) is supported, got {axis}")
+    b.tensors[node.output[0]] = src.alias((src.size,))
+
+
+def _squeeze(b: Builder, node: onnx.NodeProto, axes: list[int] | None) -> None:
+    src = b.tensor(node.input[0], node)
+    if axes is None:
+        shape = tuple(s for s in src.shape if s != 1)
+    else:
+        drop = {b.sample_axis(int(a), len(src.shape), node) for a in axes}
+        if any(src.shape[a] != 1 for a in drop):
+            raise SNNError(f"{node_label(node)}: squeezes axes {list(axes)} of shape {src.shape}, not all of size 1")
+        shape = tuple(s for i, s in enumerate(src.shape) if i not in drop)
+    b.tensors[node.output[0]] = src.alias(shape)
+
+
+def _unsqueeze(b: Builder, node: onnx.NodeProto, axes: list[int]) -> None:
+    src = b.tensor(node.input[0], node)
+    rank = len(src.shape) + len(axes)
+    positions = sorted(b.sample_axis(int(a), rank, node) for a in axes)
+    shape = list(src.shape)
+    for position in positions:
+        shape.insert(position, 1)
+    b.tensors[node.output[0]] = src.alias(tuple(shape))
+
+
+@BUILDERS.register("Squeeze")
+def _squeeze_1(b: Builder, node: onnx.NodeProto) -> None:
+    """Axes as an attribute (before opset 13)."""
+    _squeeze(b, node, attributes(node).get("axes"))
+
+
+@BUILDERS.register("Squeeze", since=13)
+def _squeeze_13(b: Builder, node: onnx.NodeProto) -> None:
+    """Axes as an optional input."""
+    axes = b.optional_const(node, 1)
+    _squeeze(b, node, None if axes is None else [int(a) for a in axes])
+
+
+@BUILDERS.register("Unsqueeze")
+def _unsqueeze_1(b: Builder, node: onnx.NodeProto) -> None:
+    """Axes as an attribute (before opset 13)."""
+    _unsqueeze(b, node, list(attributes(node)["axes"]))
+
+
+@BUILDERS.register("Unsqueeze", since=13)
+def _unsqueeze_13(b: Builder, node: onnx.NodeProto) -> None:
+    """Axes as an input."""
+    _unsqueeze(b, node, [int(a) for a in b.const(node.input[1], node)])
+
+
+@BUILDERS.register("Cast")
+def _cast(b: Builder, node: onnx.NodeProto) -> None:
+    """Only a cast to float32, which Nengo's values already are."""
+    to = attributes(node).get("to")
+    if to != onnx.TensorProto.FLOAT:
+        raise SNNError(f"{node_label(node)}: casts to {onnx.TensorProto.DataType.Name(to)}; Nengo carries float32 only")
+    _identity(b, node)
+
+
+# --------------------------------------------------------------------------- structural (sparse) ops
+
+@BUILDERS.register("Transpose")
+def _transpose(b: Builder, node: onnx.NodeProto) -> None:
+    src = b.tensor(node.input[0], node)
+    rank = len(src.shape) + 1
+    perm = list(attributes(node).get("perm", list(range(rank))[::-1]))
+    if perm[0] != 0:
+        raise SNNError(f"{node_label(node)}: permutes the batch axis (perm={perm})")
+    sample_perm = [p - 1 for p in perm[1:]]
+    out = b.pending(np.empty(src.shape).transpose(sample_perm).shape, node)
+    b.add_term(out, src, Call.of("transpose_transform", src.shape, sample_perm),
+               index=Call.of("transpose_index", src.shape, sample_perm))
+
+
+def _gather(b: Builder, node: onnx.NodeProto) -> None:
+    """Selection along the flat feature axis (axis=1) with constant indices, as a Sparse transform."""
+    src = b.tensor(node.input[0], node)
+    index = b.const(node.input[1], node)
+    if attributes(node).get("axis", 0) not in (1, -1) or len(src.shape) != 1 or index.ndim != 1:
+        raise SNNError(f"{node_label(node)}: only Gather along axis 1 of a flat tensor with 1-D indices is supported")
+    out = b.pending(index.shape, node)
+    selection = Call.of("np.mod", Weight(node.input[1]), src.size)
+    b.add_term(out, src, Call.of("selection_transform", out.size, src.size, selection), index=selection)
+
+
+BUILDERS.register("Gather")(_gather)
+
+
+def _pads_of(node: onnx.NodeProto, in_hw: tuple[int, ...], kernel: tuple[int, ...], strides: tuple[int, ...],
+             dilations: tuple[int, ...] | None = None) -> list[int]:
+    """ONNX pads (begin..., end...) of a Conv or pool, with ``auto_pad`` resolved."""
+    auto_pad = string_attribute(node, "auto_pad", "NOTSET")
+    dilations = dilations or (1,) * len(kernel)
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        totals = [max((math.ceil(s / st) - 1) * st + (k - 1) * d + 1 - s, 0)
+                  for s, k, st, d in zip(in_hw, kernel, strides, dilations)]
+        small = [t // 2 for t in totals]
+        large = [t - t // 2 for t in totals]
+        return (small + large) if auto_pad == "SAME_UPPER" else (large + small)
+    if auto_pad == "VALID":
+        return [0] * (2 * len(kernel))
+    if auto_pad != "NOTSET":
+        raise SNNError(f"{node_label(node)}: auto_pad={auto_pad} is not an ONNX value")
+    return [int(p) for p in attributes(node).get("pads", [0] * (2 * len(kernel)))]
+
+
+@BUILDERS.register("AveragePool", "MaxPool")
+def _pool(b: Builder, node: onnx.NodeProto) -> None:
+    """2-D pooling with pads, ``auto_pad``, ``count_include_pad`` (AveragePool 7+) and ``ceil_mode`` (10+).
+
+    MaxPool becomes average pooling over the same windows (padding excluded), with a note.
+    """
+    attrs = attributes(node)
+    if node.op_type == "MaxPool":
+        if b.max_pool == "error":
+            raise SNNError(f"{node_label(node)}: NengoDL cannot spike through max pooling (use max_pool='average')")
+        if len(node.output) > 1 and b.uses.get(node.output[1]):
+            raise SNNError(f"{node_label(node)}: its Indices output is used; Nengo has no argmax")
+        note = f"{node_label(node)}: max pooling replaced by average pooling (spiking networks cannot take a max)"
+        warnings.warn(note)
+        b.notes.append(note)
+    src = b.tensor(node.input[0], node)
+    if len(src.shape) != 3:
+        raise SNNError(f"{node_label(node)}: only 2-D pooling of (C, H, W) tensors is supported, got {src.shape}")
+    kernel = tuple(int(k) for k in attrs["kernel_shape"])
+    strides = tuple(int(s) for s in attrs.get("strides", [1, 1]))
+    if any(d != 1 for d in attrs.get("dilations", [1, 1])):
+        raise SNNError(f"{node_label(node)}: dilated pooling (dilations {list(attrs['dilations'])}) is not supported")
+    pads = _pads_of(node, src.shape[1:], kernel, strides)
+    count_include_pad = bool(attrs.get("count_include_pad", 0)) and node.op_type == "AveragePool"
+    floor_hw = tuple((s + pads[i] + pads[i + 2] - k) // st + 1
+                     for i, (s, k, st) in enumerate(zip(src.shape[1:], kernel, strides)))
+    out_hw = floor_hw
+    if attrs.get("ceil_mode", 0):
+        out_hw = tuple(math.ceil((s + pads[i] + pads[i + 2] - k) / st) + 1
+                       for i, (s, k, st) in enumerate(zip(src.shape[1:], kernel, strides)))
+        # a last window must start inside the input or its begin padding (as ONNX Runtime computes)
+        out_hw = tuple(o - 1 if (o - 1) * st >= s + pads[i] else o
+                       for i, (o, s, st) in enumerate(zip(out_hw, src.shape[1:], strides)))
+    settings: dict[str, Any] = {}
+    if any(pads):
+        settings["pads"] = tuple(pads)
+    if count_include_pad:
+        settings["count_include_pad"] = True
+    if out_hw != floor_hw:
+        settings["out_hw"] = out_hw
+    out = b.pending((src.shape[0], *out_hw), node)
+    b.add_term(out, src, Call.of("pool_transform", src.shape, kernel, strides, **settings))
+
+
+@BUILDERS.register("GlobalAveragePool")
+def _global_average_pool(b: Builder, node: onnx.NodeProto) -> None:
+    src = b.tensor(node.input[0], node)
+    if len(src.shape) < 2:
+        raise SNNError(f"{node_label(node)}: needs a (C, *spatial) tensor, got {src.shape}")
+    axes = list(range(1, len(src.shape)))
+    out = b.pending((src.shape[0],) + (1,) * len(axes), node)
+    b.add_term(out, src, Call.of("reduce_mean_transform", src.shape, axes))
+
+
+def _reduce(b: Builder, node: onnx.NodeProto, axes: list[int] | None, noop_with_empty_axes: bool = False) -> None:
+    src = b.tensor(node.input[0], node)
+    if axes is None or not len(axes):
+        if noop_with_empty_axes:
+            return _identity(b, node)
+        raise SNNError(f"{node_label(node)}: reduces over every axis, the batch axis included")
+    sample_axes = sorted({b.sample_axis(int(a), len(src.shape), node) for a in axes})
+    keep = bool(attributes(node).get("keepdims", 1))
+    shape = tuple(1 if i in sample_axes else s for i, s in enumerate(src.shape) if keep or i not in sample_axes)
+    out = b.pending(shape, node)
+    kwargs = {} if node.op_type == "ReduceMean" else {"mean": False}
+    b.add_term(out, src, Call.of("reduce_mean_transform", src.shape, sample_axes, **kwargs))
+
+
+@BUILDERS.register("ReduceMean", "ReduceSum")
+def _reduce_1(b: Builder, node: onnx.NodeProto) -> None:
+    """Axes as an attribute: ReduceMean before opset 18, ReduceSum before 13."""
+    _reduce(b, node, attributes(node).get("axes"))
+
+
+@BUILDERS.register("ReduceSum", since=13)
+def _reduce_sum_13(b: Builder, node: onnx.NodeProto) -> None:
+    """Axes as an optional input, and ``noop_with_empty_axes``."""
+    axes = b.optional_const(node, 1)
+    _reduce(b, node, None if axes is None else list(axes), bool(attributes(node).get("noop_with_empty_axes", 0)))
+
+
+BUILDERS.register("ReduceMean", since=18)(_reduce_sum_13)
+
+
+def _pad(b: Builder, node: onnx.NodeProto, pads: list[int], value: float, axes: list[int] | None = None) -> None:
+    src = b.tensor(node.input[0], node)
+    mode = string_attribute(node, "mode", "constant")
+    if mode not in ("constant", "reflect", "edge", "wrap"):
+        raise SNNError(f"{node_label(node)}: pad mode {mode!r} is not an ONNX mode")
+    rank = len(src.shape) + 1
+    axes = list(range(rank)) if axes is None else [a + rank if a < 0 else a for a in axes]
+    full = [0] * (2 * rank)
+    for i, axis in enumerate(axes):
+        full[axis], full[axis + rank] = pads[i], pads[i + len(axes)]
+    if full[0] or full[rank]:
+        raise SNNError(f"{node_label(node)}: pads the batch axis ({pads})")
+    if any(p < 0 for p in full):
+        raise SNNError(f"{node_label(node)}: negative pads (cropping) {pads} are not supported")
+    sample_pads = full[1:rank] + full[rank + 1:]
+    out_shape = tuple(s + sample_pads[i] + sample_pads[i + len(src.shape)] for i, s in enumerate(src.shape))
+    out = b.pending(out_shape, node)
+    b.add_term(out, src, Call.of("pad_transform", src.shape, sample_pads, mode),
+               index=Call.of("pad_index", src.shape, sample_pads, mode) if mode != "constant" else None)
+    if mode == "constant" and value != 0:
+        b.add_bias(out, Call.of("bias_column", Call.of("pad_constant", src.shape, sample_pads, value), out_shape))
+
+
+@BUILDERS.register("Pad", since=2)
+def _pad_2(b: Builder, node: onnx.NodeProto) -> None:
+    """Pads and the constant as attributes (before opset 11)."""
+    attrs = attributes(node)
+    _pad(b, node, [int(p) for p in attrs["pads"]], float(attrs.get("value", 0.0)))
+
+
+@BUILDERS.register("Pad", since=11)
+def _pad_11(b: Builder, node: onnx.NodeProto) -> None:
+    """Pads and the constant as inputs; ``axes`` as a further input from opset 18, ``wrap`` mode from 19."""
+    value = b.optional_const(node, 2)
+    axes = b.optional_const(node, 3) if b.opset >= 18 else None
+    _pad(b, node, [int(p) for p in b.const(node.input[1], node)], 0.0 if value is None else float(value),
+         None if axes is None else [int(a) for a in axes])
+
+
+@BUILDERS.register("Concat")
+def _concat(b: Builder, node: onnx.NodeProto) -> None:
+    parts = [b.tensor(name, node) for name in node.input]
+    axis = b.sample_axis(int(attributes(node)["axis"]), len(parts[0].shape), node)
+    shapes = [p.shape for p in parts]
+    try:
+        out_shape = np.concatenate([np.empty(s) for s in shapes], axis=axis).shape
+    except ValueError:
+        raise SNNError(f"{node_label(node)}: shapes {shapes} do not concatenate along axis {axis + 1}") from None
+    out = b.pending(out_shape, node)
+    for i, part in enumerate(parts):
+        b.add_term(out, part, Call.of("concat_transform", shapes, axis, i))
+
+
+def _split(b: Builder, node: onnx.NodeProto, sizes: list[int] | None) -> None:
+    src = b.tensor(node.input[0], node)
+    axis = b.sample_axis(int(attributes(node).get("axis", 0)), len(src.shape), node)
+    n = len(node.output)
+    if sizes is None:
+        length = src.shape[axis]
+        chunk = math.ceil(length / n)  # equal parts; the last one smaller (opset 18 num_outputs)
+        sizes = [min(chunk, length - i * chunk) for i in range(n)]
+    if sum(sizes) != src.shape[axis] or len(sizes) != n:
+        raise SNNError(f"{node_label(node)}: split sizes {sizes} do not divide axis {axis + 1} "
+                       f"of {src.shape} into {n} outputs")
+    for part, size in enumerate(sizes):
+        shape = tuple(size if i == axis else s for i, s in enumerate(src.shape))
+        out = b.pending(shape, node, output=part)
+        index = Call.of("split_index", src.shape, axis, [int(s) for s in sizes], part)
+        b.add_term(out, src, Call.of("selection_transform", out.size, src.size, index), index=index)
+
+
+@BUILDERS.register("Split", since=2)
+def _split_2(b: Builder, node: onnx.NodeProto) -> None:
+    """Sizes as the ``split`` attribute (before opset 13)."""
+    split = attributes(node).get("split")
+    _split(b, node, None if split is None else [int(s) for s in split])
+
+
+@BUILDERS.register("Split", since=13)
+def _split_13(b: Builder, node: onnx.NodeProto) -> None:
+    """Sizes as an optional input (opset 18 adds ``num_outputs``, equivalent to equal parts here)."""
+    split = b.optional_const(node, 1)
+    _split(b, node, None if split is None else [int(s) for s in split])
+
+
+# --------------------------------------------------------------------------- weighted ops
+
+def _conv_settings(b: Builder, node: onnx.NodeProto, src: Tensor, weight: np.ndarray) -> tuple[dict, list[int]]:
+    attrs = attributes(node)
+    if len(src.shape) != 3 or weight.ndim != 4:
+        raise SNNError(f"{node_label(node)}: only 2-D convolutions are supported (input {src.shape})")
+    if any(d != 1 for d in attrs.get("dilations", [1, 1])):
+        raise SNNError(f"{node_label(node)}: dilations {list(attrs['dilations'])} are not supported by "
+                       "nengo.Convolution")
+    if attrs.get("group", 1) != 1:
+        raise SNNError(f"{node_label(node)}: grouped convolution (group={attrs['group']}) is not supported")
+    kernel = tuple(int(k) for k in weight.shape[2:])
+    strides = tuple(int(s) for s in attrs.get("strides", [1, 1]))
+    pads = _pads_of(node, src.shape[1:], kernel, strides)
+    return dict(kernel=kernel, strides=strides), pads
+
+
+def same_pads(in_hw: tuple[int, ...], kernel: tuple[int, ...], strides: tuple[int, ...]) -> list[int]:
+    """The pads nengo.Convolution's 'same' padding uses (TensorFlow's SAME: extra padding at the end)."""
+    totals = [max((math.ceil(s / st) - 1) * st + k - s, 0) for s, k, st in zip(in_hw, kernel, strides)]
+    return [t // 2 for t in totals] + [t - t // 2 for t in totals]
+
+
+@BUILDERS.register("Conv")
+def _conv(b: Builder, node: onnx.NodeProto) -> None:
+    """2-D convolution as ``nengo.Convolution`` ('valid' or 'same'); any other padding goes through a Pad first."""
+    src = b.tensor(node.input[0], node)
+    weight = b.const(node.input[1], node)
+    settings, pads = _conv_settings(b, node, src, weight)
+    kernel, strides = settings["kernel"], settings["strides"]
+    if not any(pads):
+        padding = "valid"
+    elif pads == same_pads(src.shape[1:], kernel, strides):
+        padding = "same"
+    else:  # explicit padding as a selection, then a 'valid' convolution
+        padded = Tensor(None, (src.shape[0], src.shape[1] + pads[0] + pads[2], src.shape[2] + pads[1] + pads[3]),
+                        [], f"{node.name or node.output[0]}.pad")
+        b.add_term(padded, src, Call.of("pad_transform", src.shape, [0, *pads[:2], 0, *pads[2:]]))
+        src, padding = padded, "valid"
+    out_hw = tuple((s - k) // st + 1 if padding == "valid" else math.ceil(s / st)
+                   for s, k, st in zip(src.shape[1:], kernel, strides))
+    transform = Call.of("nengo.Convolution", n_filters=int(weight.shape[0]), input_shape=src.shape,
+                        kernel_size=kernel, strides=strides, padding=padding, channels_last=False,
+                        init=Call.of("layout.conv_kernel_from_onnx", Weight(node.input[1])))
+    out = b.pending((int(weight.shape[0]), *out_hw), node)
+    b.add_term(out, src, transform, trainable=True)
+    if len(node.input) > 2 and node.input[2]:
+        b.const(node.input[2], node)
+        b.add_bias(out, Call.of("channel_bias", Weight(node.input[2]), out.shape))
+
+
+def _is_permutation(index: np.ndarray | None) -> bool:
+    return index is not None and np.array_equal(np.sort(index), np.arange(len(index)))
+
+
+def _dense(b: Builder, node: onnx.NodeProto, src: Tensor, n_in: int, n_out: int, init: Any) -> Tensor:
+    """Dense layer with the (out, in) matrix ``init``; a pending permutation input is folded into its columns."""
+    if len(src.shape) != 1 or src.size != n_in:
+        raise SNNError(f"{node_label(node)}: needs a flat input of {n_in} values; got input {src.shape}")
+    out = b.pending((n_out,), node)
+    if src.obj is None and len(src.terms) == 1 and src.terms[0].index is not None \
+            and _is_permutation(b.value(src.terms[0].index)):
+        (term,) = src.terms
+        init, src = Call.of("dense_after_selection", init, term.index), term.pre
+    b.add_term(out, src, Call.of("nengo.Dense", (n_out, n_in), init=init), trainable=True)
+    return out
+
+
+@BUILDERS.register("Gemm")
+def _gemm(b: Builder, node: onnx.NodeProto) -> None:
+    """``alpha * A @ B' + beta * C`` with B' = B or B.T (``transB``); ``transA`` would transpose the batch axis."""
+    src = b.tensor(node.input[0], node)
+    attrs = attributes(node)
+    if attrs.get("transA", 0):
+        raise SNNError(f"{node_label(node)}: transA=1 transposes the batch axis; not supported")
+    weight = b.const(node.input[1], node)
+    if weight.ndim != 2:
+        raise SNNError(f"{node_label(node)}: needs a 2-D weight, got shape {weight.shape}")
+    alpha, beta = float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))
+    w = Weight(node.input[1])
+    if alpha != 1.0:
+        w = Call.of("np.multiply", w, alpha)
+    if attrs.get("transB", 0):  # stored (out, in), as nengo.Dense wants it
+        n_out, n_in = weight.shape
+        init = Call.of("np.ascontiguousarray", w)
+    else:
+        n_in, n_out = weight.shape
+        init = Call.of("layout.dense_to_gemm", w)
+    out = _dense(b, node, src, n_in, n_out, init)
+    bias = b.optional_const(node, 2)
+    if bias is not None and (beta != 0.0 and np.any(bias)):
+        value = Weight(node.input[2]) if beta == 1.0 else Call.of("np.multiply", Weight(node.input[2]), beta)
+        _check_broadcast(node, bias, out.shape)
+        b.add_bias(out, Call.of("bias_column", value, out.shape))
+
+
+@BUILDERS.register("MatMul")
+def _matmul(b: Builder, node: onnx.NodeProto) -> None:
+    weight = b.const(node.input[1], node)
+    if weight.ndim != 2:
+        raise SNNError(f"{node_label(node)}: needs a constant 2-D second input, got shape {weight.shape}")
+    _dense(b, node, b.tensor(node.input[0], node), weight.shape[0], weight.shape[1],
+           Call.of("layout.dense_to_gemm", Weight(node.input[1])))
+
+
+def _check_broadcast(node: onnx.NodeProto, value: np.ndarray, shape: tuple[int, ...]) -> None:
+    try:
+        np.broadcast_to(value, shape)
+    except ValueError:
+        raise SNNError(f"{node_label(node)}: constant of shape {value.shape} does not broadcast to "
+                       f"{shape}") from None
+
+
+def _per_sample_constant(b: Builder, node: onnx.NodeProto, name: str, shape: tuple[int, ...]) -> tuple[np.ndarray, Any]:
+    """A constant operand without its leading batch axis of 1 if it has one, checked to broadcast to ``shape``."""
+    value, expr = b.const(name, node), Weight(name)
+    if value.ndim == len(shape) + 1:
+        if value.shape[0] != 1:
+            raise SNNError(f"{node_label(node)}: constant {name!r} varies over the batch axis")
+        value, expr = value[0], Call.of("np.squeeze", expr, 0)
+    _check_broadcast(node, value, shape)
+    return value, expr
+
+
+def _arithmetic(b: Builder, node: onnx.NodeProto) -> None:
+    """Add and Sub of tensors and constants; Mul and Div of one tensor by a constant (numpy broadcasting)."""
+    tensors = [n for n in node.input if n in b.tensors]
+    if not tensors:
+        raise SNNError(f"{node_label(node)}: combines two constants (fold them before converting)")
+    shape = b.tensors[tensors[0]].shape
+    if any(b.tensors[t].shape != shape for t in tensors):
+        raise SNNError(f"{node_label(node)}: combines tensors of different shapes {[b.tensors[t].shape for t in tensors]}")
+    if node.op_type in ("Mul", "Div") and len(tensors) != 1:
+        raise SNNError(f"{node_label(node)}: multiplies two network tensors, which is not linear")
+    if node.op_type == "Div" and node.input[1] in tensors:
+        raise SNNError(f"{node_label(node)}: divides by a network tensor, which is not linear")
+    out = b.pending(shape, node)
+    for position, name in enumerate(node.input):
+        negate = node.op_type == "Sub" and position == 1
+        if name in b.tensors:
+            src = b.tensor(name, node)
+            if node.op_type in ("Mul", "Div"):
+                const = node.input[1 - position]
+                _, expr = _per_sample_constant(b, node, const, shape)
+                gains = Call.of("broadcast_flat", Call.of("np.reciprocal", expr) if node.op_type == "Div" else expr,
+                                shape)
+                b.add_term(out, src, Call.of("scale_transform", gains))
+            elif negate:
+                b.add_term(out, src, -1.0)
+            else:
+                b.add_tensor(out, src)
+        elif node.op_type in ("Add", "Sub"):
+            _, expr = _per_sample_constant(b, node, name, shape)
+            b.add_bias(out, Call.of("bias_column", Call.of("np.negative", expr) if negate else expr, shape))
+
+
+BUILDERS.register("Add", "Sub", "Mul", "Div", since=7)(_arithmetic)
+
+
+@BUILDERS.register("BatchNormalization", since=9)
+def _batch_norm(b: Builder, node: onnx.NodeProto) -> None:
+    """Inference batch norm as a per-channel affine map (`onnxlab.graph.fold_batch_norm` removes most first)."""
+    if attributes(node).get("training_mode", 0):
+        raise SNNError(f"{node_label(node)}: training_mode=1 normalises with batch statistics; not supported")
+    if sum(1 for o in node.output if o) > 1:
+        raise SNNError(f"{node_label(node)}: outputs running statistics (training); not supported")
+    src = b.tensor(node.input[0], node)
+    eps = float(attributes(node).get("epsilon", 1e-5))
+    for name in node.input[1:5]:
+        b.const(name, node)
+    scale, offset, mean, var = (Weight(n) for n in node.input[1:5])
+    out = b.pending(src.shape, node)
+    b.add_term(out, src, Call.of("scale_transform", Call.of("batch_norm_gains", scale, var, eps, src.shape)))
+    b.add_bias(out, Call.of("bias_column", Call.of("batch_norm_offsets", scale, offset, mean, var, eps, src.shape),
+                            src.shape))
+
+
+@BUILDERS.register("Clip")
+def _clip_6(b: Builder, node: onnx.NodeProto) -> None:
+    """Bounds as attributes (before opset 11)."""
+    attrs = attributes(node)
+    _clip(b, node, attrs.get("min"), attrs.get("max"))
+
+
+@BUILDERS.register("Clip", since=11)
+def _clip_11(b: Builder, node: onnx.NodeProto) -> None:
+    """Bounds as optional inputs."""
+    low, high = b.optional_const(node, 1), b.optional_const(node, 2)
+    _clip(b, node, None if low is None else float(low), None if high is None else float(high))
+
+
+def _clip(b: Builder, node: onnx.NodeProto, low: float | None, high: float | None) -> None:
+    """A Clip that bounds nothing is the identity; a real bound is a nonlinearity Nengo connections cannot apply."""
+    if (low is None or low <= -FLOAT32_MAX) and (high is None or high >= FLOAT32_MAX):
+        return _identity(b, node)
+    raise SNNError(f"{node_label(node)}: clips to [{low}, {high}], a nonlinearity a Nengo connection cannot apply "
+                   "(a ReLU6 needs a neuron; replace it by Relu before to_snn)")
+
+
+# --------------------------------------------------------------------------- neurons
+
+def rate_twin(op: type[NeuronOp], params: dict[str, float]) -> tuple[type[NeuronOp], dict[str, float]]:
+    """The non-spiking op whose rate response ``op`` shares, with the parameters it knows."""
+    for cls in op.__mro__:
+        if isinstance(cls, type) and issubclass(cls, NeuronOp) and cls is not NeuronOp and not cls.spiking:
+            return cls, {k: v for k, v in params.items() if k in cls.attributes}
+    raise SNNError(f"{op.op_type} has no rate twin in Nengo (no closed-form rate): it can only be simulated "
+                   "spiking; ONNX Runtime computes its tabulated rate")
+
+
+def build_neuron(b: Builder, node: onnx.NodeProto) -> None:
+    """An ONNX-SNN neuron op as a ``nengo.Ensemble`` with the file's gain, bias and neuron parameters."""
+    if node.op_type not in NEURONS:
+        raise SNNError(f"{node_label(node)}: unknown ONNX-SNN neuron op; known: {', '.join(NEURONS)}")
+    op: type[NeuronOp] = NEURONS[node.op_type]
+    params = op.parameters(attributes(node))
+    if b.rate and op.spiking:
+        op, params = rate_twin(op, params)
+    src = b.tensor(node.input[0], node)
+    label, seed = node.name or node.output[0], b.seed + len(b.ensembles)
+    gain_name, bias_name = node.input[1:3]
+    for name in (gain_name, bias_name):
+        _check_broadcast(node, b.const(name, node), src.shape)
+    ensemble = b.net.assign("ens", Call.of(
+        "nengo.Ensemble", src.size, 1, neuron_type=Call.of(op.nengo_path, **params),
+        gain=Call.of("broadcast_neurons", Weight(gain_name), src.shape),
+        bias=Call.of("broadcast_neurons", Weight(bias_name), src.shape), label=label, seed=seed))
+    b.feed(src, ensemble.neurons())
+    b.ensembles[label] = ensemble
+    b.tensors[node.output[0]] = Tensor(ensemble.neurons(), src.shape, label=label)
