@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 import numpy as np
+from onnxlab.errors import InvalidArgument
 
 Clock = Callable[[], float]
 
@@ -85,10 +86,10 @@ def compare(candidates: Mapping[str, Callable[[], object]], *, number: int = 1, 
         Monotonic clock in seconds (injectable for tests).
     """
     if number < 1 or repeats < 1 or warmup < 0:
-        raise ValueError(f"need number >= 1, repeats >= 1, warmup >= 0; got {number}, {repeats}, {warmup}")
+        raise InvalidArgument(f"need number >= 1, repeats >= 1, warmup >= 0; got {number}, {repeats}, {warmup}")
     names = list(candidates)
     if not names:
-        raise ValueError("no candidates to compare")
+        raise InvalidArgument("no candidates to compare")
     for name in names:
         for _ in range(warmup):
             candidates[name]()

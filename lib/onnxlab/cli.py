@@ -2,6 +2,8 @@
 
 Errors raised on purpose (`onnxlab.errors.OnnxlabError`) and missing input files are printed as
 one ``error: ...`` line with exit status 1 — never a traceback — and no partial output is left.
+TensorFlow's, NengoDL's and TF-TRT's warnings are silenced (`onnxlab.reproducibility.quiet`)
+unless ``--verbose`` is given.
 Unexpected exceptions (bugs) also print one line, with exit status 3; ``ONNXLAB_DEBUG=1`` shows
 their traceback.
 """
@@ -267,12 +269,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="onnxlab", description="Move models between frameworks through ONNX.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():
-        command.add_arguments(sub.add_parser(name, help=command.help, description=command.help))
+        subparser = sub.add_parser(name, help=command.help, description=command.help)
+        command.add_arguments(subparser)
+        subparser.add_argument("--verbose", action="store_true",
+                               help="show the warnings and logs of TensorFlow, NengoDL and ONNX Runtime")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not args.verbose:  # before any framework is imported: their import-time warnings are noise here
+        from onnxlab.reproducibility import quiet
+
+        quiet()
     try:
         return COMMANDS[args.command].run(args)
     except OnnxlabError as exc:

@@ -5,6 +5,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from onnxlab.errors import InvalidArgument
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def compare_outputs(expected: Any, actual: Any) -> Agreement:
 
     Raises
     ------
-    ValueError
+    InvalidArgument
         If the shapes cannot be matched.
     """
     e = np.asarray(expected)
@@ -72,7 +73,7 @@ def compare_outputs(expected: Any, actual: Any) -> Agreement:
         if e.size == a.size and e.shape[:1] == a.shape[:1]:
             a = a.reshape(e.shape)
         else:
-            raise ValueError(f"cannot compare outputs of shapes {e.shape} and {a.shape}")
+            raise InvalidArgument(f"cannot compare outputs of shapes {e.shape} and {a.shape}")
     diff = np.abs(e.astype(np.float64) - a.astype(np.float64))
     max_abs = float(diff.max()) if diff.size else 0.0
     scale = float(np.abs(e).max()) if e.size else 0.0

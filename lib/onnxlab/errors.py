@@ -16,3 +16,7 @@ class DataError(OnnxlabError):
 
 class SNNError(OnnxlabError):
     """An ONNX-SNN model or request is invalid: unknown neuron, bad parameter, unsupported op."""
+
+
+class InvalidArgument(OnnxlabError, ValueError):
+    """A function was called with an argument value it cannot use (also a ``ValueError``, as Python's own)."""

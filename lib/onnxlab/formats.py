@@ -11,7 +11,7 @@ from pathlib import Path
 
 import onnx
 
-from onnxlab.errors import OnnxlabError
+from onnxlab.errors import InvalidArgument, OnnxlabError
 
 #: Default-domain (``ai.onnx``) opset of every model onnxlab writes.
 ONNX_OPSET = 17
@@ -28,6 +28,14 @@ PRODUCER = "onnxlab"
 ONNX_SNN_DOMAIN = "org.onnxlab.snn"
 #: Version of the ONNX-SNN operator set; every ONNX-SNN model imports it.
 ONNX_SNN_OPSET = 1
+
+#: Serialized size above which `save_model` writes the tensors to a side file (protobuf cannot exceed 2 GiB;
+#: ONNX files this large are also slow to open in Netron).
+EXTERNAL_DATA_THRESHOLD_BYTES = 512 << 20
+#: Suffix of that side file: ``model.onnx`` -> ``model.onnx.data``, as PyTorch's exporter names it.
+EXTERNAL_DATA_SUFFIX = ".data"
+#: Tensors smaller than this stay inside the model file even when the rest goes to the side file.
+EXTERNAL_DATA_MIN_TENSOR_BYTES = 1024
 
 #: Opsets passed to converters that accept a per-domain mapping (skl2onnx).
 TARGET_OPSETS = {"": ONNX_OPSET, ONNX_ML_DOMAIN: ONNX_ML_OPSET}
@@ -160,9 +168,39 @@ def _write_atomically(path: str | os.PathLike, write) -> Path:
     return path
 
 
-def save_model(model: onnx.ModelProto, path: str | os.PathLike) -> Path:
-    """Write ``model`` to ``path`` atomically: a failed write leaves no partial file behind."""
-    return _write_atomically(path, lambda partial: onnx.save(model, str(partial)))
+def save_model(model: onnx.ModelProto, path: str | os.PathLike, *, external_data: bool | None = None) -> Path:
+    """Write ``model`` to ``path`` atomically: a failed write leaves no partial file behind.
+
+    Parameters
+    ----------
+    external_data
+        Put the tensors in a side file ``<path name>.data`` beside ``path`` (found relative to the
+        model file, as onnx and ONNX Runtime expect). Default: only when the serialized model is
+        larger than `EXTERNAL_DATA_THRESHOLD_BYTES`; one self-contained file otherwise.
+    """
+    path = Path(path)
+    if external_data is None:
+        external_data = model.ByteSize() > EXTERNAL_DATA_THRESHOLD_BYTES
+    if not external_data:
+        return _write_atomically(path, lambda partial: onnx.save(model, str(partial)))
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)  # onnx.save rewrites the tensors it moves out
+    data_name = path.name + EXTERNAL_DATA_SUFFIX
+    (path.parent / data_name).unlink(missing_ok=True)  # onnx appends to an existing side file
+    try:
+        return _write_atomically(path, lambda partial: onnx.save(
+            copy, str(partial), save_as_external_data=True, all_tensors_to_one_file=True, location=data_name,
+            size_threshold=EXTERNAL_DATA_MIN_TENSOR_BYTES))
+    except BaseException:
+        (path.parent / data_name).unlink(missing_ok=True)
+        raise
+
+
+def with_external_data(model: onnx.ModelProto, path: str | os.PathLike | None) -> onnx.ModelProto:
+    """``model`` with the external data it refers to read in (from beside ``path``); itself if it has none."""
+    if path is None or not any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+        return model
+    return load_model(path, check=False)
 
 
 def save_text(text: str, path: str | os.PathLike) -> Path:
@@ -176,7 +214,7 @@ def save_arrays(arrays: dict, path: str | os.PathLike) -> Path:
 
     path = Path(path)
     if path.suffix == ".npy" and len(arrays) != 1:
-        raise ValueError(f"{path}: a .npy file holds one array, got {len(arrays)}; use .npz")
+        raise InvalidArgument(f"{path}: a .npy file holds one array, got {len(arrays)}; use .npz")
 
     def write(partial: Path) -> None:
         with open(partial, "wb") as f:

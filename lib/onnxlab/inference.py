@@ -306,7 +306,10 @@ def _run_nengo(model: onnx.ModelProto, path: Path | None, inputs: dict[str, np.n
     from onnxlab.snn.simulate import simulate
     from onnxlab.snn.to_nengo import to_nengo
 
+    from onnxlab.formats import with_external_data
+
     notes = []
+    model = with_external_data(model, path)
     if is_legacy(model):
         model, changes = upgrade(model)
         notes += [f"legacy ONNX-SNN file upgraded in memory: {c}" for c in changes]

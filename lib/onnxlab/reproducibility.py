@@ -42,6 +42,36 @@ def quiet() -> None:
     warnings.filterwarnings("ignore", message="No GPU support detected")  # CPU-only by design
 
 
+def import_nengo_dl():
+    """Import and return ``nengo_dl`` once, without its import-time noise; every onnxlab module gets it here.
+
+    Importing nengo_dl 3.6 sets ``TF_CPP_MIN_LOG_LEVEL=1`` (undoing `quiet`) and starts a second
+    Python that imports TensorFlow only to ask whether a GPU exists: 2 s per import, and TF-TRT
+    warnings on stderr. onnxlab simulates on the CPU by design, so that probe is answered "no GPU"
+    without starting it, TensorFlow is imported first (under the caller's log level), and the
+    caller's log level is restored afterwards.
+    """
+    import subprocess
+    import sys
+
+    if "nengo_dl" in sys.modules:
+        return sys.modules["nengo_dl"]
+    level = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
+    import tensorflow  # noqa: F401  (its C++ logging starts under the caller's level)
+
+    real_call = subprocess.call
+    subprocess.call = lambda *args, **kwargs: 1  # nengo_dl.utils' GPU probe: exit status 1 means "no GPU"
+    try:
+        import nengo_dl
+    finally:
+        subprocess.call = real_call
+        if level is None:
+            os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
+        else:
+            os.environ["TF_CPP_MIN_LOG_LEVEL"] = level
+    return nengo_dl
+
+
 def seed_everything(seed: int) -> int:
     """Seed Python, NumPy and (if already imported) TensorFlow; return the seed for recording."""
     import sys

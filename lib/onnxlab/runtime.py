@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+from onnxlab.errors import InvalidArgument
 
 #: Graph optimisation levels by name.
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
@@ -36,7 +37,7 @@ def ort_session(model: onnx.ModelProto | str | os.PathLike, *, intra_op_threads:
         "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
     }
     if optimization not in levels:
-        raise ValueError(f"optimization must be one of {OPTIMIZATION_LEVELS}, got {optimization!r}")
+        raise InvalidArgument(f"optimization must be one of {OPTIMIZATION_LEVELS}, got {optimization!r}")
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
     options.graph_optimization_level = levels[optimization]

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from onnxlab.errors import InvalidArgument
 
 # --------------------------------------------------------------------------- scikit-learn (Table K2)
 
@@ -252,11 +253,11 @@ def keras_application(name: str, weights: str = "auto"):
     from keras import applications
 
     if name not in IMAGENET_WEIGHT_FILES:
-        raise ValueError(f"unknown application {name!r}; known: {', '.join(IMAGENET_WEIGHT_FILES)}")
+        raise InvalidArgument(f"unknown application {name!r}; known: {', '.join(IMAGENET_WEIGHT_FILES)}")
     if weights == "auto":
         weights = "imagenet" if imagenet_weights_available(name) else "random"
     if weights not in ("imagenet", "random"):
-        raise ValueError(f"weights must be 'auto', 'imagenet' or 'random', got {weights!r}")
+        raise InvalidArgument(f"weights must be 'auto', 'imagenet' or 'random', got {weights!r}")
     build = getattr(applications, name)
     model = build(weights="imagenet" if weights == "imagenet" else None)
     return model, weights

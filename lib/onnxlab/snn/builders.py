@@ -30,7 +30,7 @@ from typing import Any, Callable
 import numpy as np
 import onnx
 
-from onnxlab.errors import SNNError
+from onnxlab.errors import InvalidArgument, SNNError
 from onnxlab.graph import attributes, node_label, string_attribute, use_counts
 from onnxlab.snn import transforms
 from onnxlab.snn.description import Call, Environment, NetworkDescription, Var, Weight, evaluate
@@ -203,7 +203,7 @@ class BuilderRegistry:
             for op_type in op_types:
                 entries = self._entries.setdefault(op_type, [])
                 if any(e.since == since for e in entries):
-                    raise ValueError(f"{op_type} already has a builder since opset {since}")
+                    raise InvalidArgument(f"{op_type} already has a builder since opset {since}")
                 bisect.insort(entries, OpBuilder(op_type, since, build), key=lambda e: e.since)
             return build
         return decorate

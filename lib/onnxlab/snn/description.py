@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from onnxlab.errors import InvalidArgument
+
 #: Top-level names a `Call` may start with, and the module each stands for (in scripts: the imports).
 MODULES = {"nengo": "nengo", "nengo_dl": "nengo_dl", "np": "numpy", "layout": "onnxlab.snn.layout"}
 #: Helper functions (called by bare name), all from this module.
@@ -112,7 +114,7 @@ def render(value: Any) -> str:
     if isinstance(value, (np.integer, np.floating)):
         return repr(value.item())
     if isinstance(value, np.ndarray):
-        raise TypeError("arrays cannot be rendered as code: compute them with a helper call from shapes or weights")
+        raise InvalidArgument("arrays cannot be rendered as code: compute them with a helper call from shapes or weights")
     return repr(value)
 
 
@@ -125,6 +127,10 @@ class Environment:
 
     def resolve(self, function: str) -> Any:
         head, _, rest = function.partition(".")
+        if head == "nengo_dl":
+            from onnxlab.reproducibility import import_nengo_dl
+
+            import_nengo_dl()
         target = importlib.import_module(MODULES[head] if head in MODULES else HELPERS_MODULE)
         if head not in MODULES:
             rest = function
@@ -176,7 +182,9 @@ class NetworkDescription:
     def realize(self, weights: dict[str, np.ndarray]) -> tuple[Any, dict[str, Any]]:
         """Build the ``nengo.Network``; returns it and every assigned object by variable name."""
         import nengo
-        import nengo_dl
+        from onnxlab.reproducibility import import_nengo_dl
+
+        nengo_dl = import_nengo_dl()
 
         env = Environment(weights)
         with nengo.Network(label=self.label) as network:

@@ -9,6 +9,7 @@ permuted when the flatten order changes between channels-last (H, W, C) and chan
 from __future__ import annotations
 
 import numpy as np
+from onnxlab.errors import InvalidArgument
 
 
 def conv_kernel_to_onnx(kernel: np.ndarray) -> np.ndarray:
@@ -58,9 +59,9 @@ def dense_rows_chw_to_hwc(weight: np.ndarray, channels: int, height: int, width:
 
 def _expect_ndim(array: np.ndarray, ndim: int, what: str) -> None:
     if np.ndim(array) != ndim:
-        raise ValueError(f"expected a {what}, got an array of shape {np.shape(array)}")
+        raise InvalidArgument(f"expected a {what}, got an array of shape {np.shape(array)}")
 
 
 def _expect_rows(weight: np.ndarray, rows: int) -> None:
     if np.ndim(weight) != 2 or weight.shape[0] != rows:
-        raise ValueError(f"expected a dense weight with {rows} rows (C*H*W), got shape {np.shape(weight)}")
+        raise InvalidArgument(f"expected a dense weight with {rows} rows (C*H*W), got shape {np.shape(weight)}")

@@ -176,7 +176,11 @@ class NeuronOp:
         """The Nengo neuron type class this op mirrors (imported on first use)."""
         import importlib
 
+        from onnxlab.reproducibility import import_nengo_dl
+
         module, name = cls.nengo_path.rsplit(".", 1)
+        if module.startswith("nengo_dl"):
+            import_nengo_dl()
         return getattr(importlib.import_module(module), name)
 
     @classmethod

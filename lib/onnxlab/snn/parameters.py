@@ -13,6 +13,7 @@ import onnx
 from onnx import numpy_helper
 
 from onnxlab.formats import ONNX_SNN_DOMAIN
+from onnxlab.errors import InvalidArgument
 
 
 class _Numbered(dict):
@@ -68,6 +69,6 @@ def max_abs_difference(before: dict[str, np.ndarray], after: dict[str, np.ndarra
     for role, value in before.items():
         other = np.asarray(after[role]) if role in after else np.zeros_like(value)
         if other.size != value.size:
-            raise ValueError(f"{role}: {value.shape} before, {other.shape} after")
+            raise InvalidArgument(f"{role}: {value.shape} before, {other.shape} after")
         worst = max(worst, float(np.max(np.abs(other.reshape(value.shape).astype(np.float64) - value))))
     return worst

@@ -33,7 +33,9 @@ def dl_settings(network, **settings: Any) -> Iterator[None]:
     (e.g. ``inference_only``, which forbids training) would otherwise stay for every later one.
     """
     import nengo
-    import nengo_dl
+    from onnxlab.reproducibility import import_nengo_dl
+
+    nengo_dl = import_nengo_dl()
 
     with network:
         nengo_dl.configure_settings()  # makes sure config[nengo.Network] exists
@@ -70,9 +72,9 @@ def temporary_probes(network, targets: dict[Any, Any]) -> Iterator[dict[Any, Any
 
 def dl_planner() -> Any:
     """The `PLANNER` function, for ``nengo_dl.configure_settings(planner=...)``."""
-    from nengo_dl import graph_optimizer
+    from onnxlab.reproducibility import import_nengo_dl
 
-    return getattr(graph_optimizer, PLANNER)
+    return getattr(import_nengo_dl().graph_optimizer, PLANNER)
 
 
 def single_input(model: NengoModel, x: np.ndarray, caller: str) -> tuple[Any, np.ndarray]:
@@ -120,7 +122,9 @@ def simulate(model: NengoModel, x: np.ndarray, *, n_steps: int | None = None, mi
     dict
         Output name -> array of shape (N, n_steps, *output_shape), plus the extra probes.
     """
-    import nengo_dl
+    from onnxlab.reproducibility import import_nengo_dl
+
+    nengo_dl = import_nengo_dl()
     import tensorflow as tf
 
     node, x = single_input(model, x, "simulate")

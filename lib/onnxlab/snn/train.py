@@ -116,7 +116,9 @@ def train_classifier(model: NengoModel, x: np.ndarray, y: np.ndarray, *, epochs:
     -------
     TrainingRun
     """
-    import nengo_dl
+    from onnxlab.reproducibility import import_nengo_dl
+
+    nengo_dl = import_nengo_dl()
     import tensorflow as tf
 
     node, x = single_input(model, x, "train_classifier")
