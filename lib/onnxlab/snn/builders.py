@@ -494,7 +494,7 @@ def _pad(b: Builder, node: onnx.NodeProto, pads: list[int], value: float, axes: 
     b.add_term(out, src, Call.of("pad_transform", src.shape, sample_pads, mode),
                index=Call.of("pad_index", src.shape, sample_pads, mode) if mode != "constant" else None)
     if mode == "constant" and value != 0:
-        b.add_bias(out, Call.of("bias_column", Call.of("pad_constant", src.shape, sample_pads, value), out_shape))
+        b.add_bias(out, Call.of("bias_column", Call.of("pad_constant", src.shape, sample_pads, value), (out.size,)))
 
 
 @BUILDERS.register("Pad", since=2)
