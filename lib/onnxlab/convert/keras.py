@@ -96,7 +96,8 @@ def _zero_sentinels(proto: onnx.ModelProto, marked: list) -> list[str]:
     return lost
 
 
-def _run_tf2onnx(model: Any, signature: list, large_model: bool, skip: frozenset = frozenset()):
+def _run_tf2onnx(model: Any, signature: list, large_model: bool, skip: frozenset = frozenset(),
+                 opset: int = ONNX_OPSET):
     """One tf2onnx conversion with zero biases marked (except ``skip``); returns (proto, marked)."""
     import tf2onnx
 
@@ -105,7 +106,7 @@ def _run_tf2onnx(model: Any, signature: list, large_model: bool, skip: frozenset
         with tempfile.TemporaryDirectory() as tmp:
             archive = Path(tmp) / "model.zip"
             proto, _ = tf2onnx.convert.from_keras(
-                model, input_signature=signature, opset=ONNX_OPSET, large_model=large_model,
+                model, input_signature=signature, opset=opset, large_model=large_model,
                 output_path=str(archive) if large_model else None)
             if large_model:
                 with zipfile.ZipFile(archive) as z:
@@ -119,7 +120,7 @@ def _run_tf2onnx(model: Any, signature: list, large_model: bool, skip: frozenset
     return proto, marked
 
 
-def convert(model: Any, example_input: Any, *, large_model: bool = False) -> onnx.ModelProto:
+def convert(model: Any, example_input: Any, *, large_model: bool = False, opset: int = ONNX_OPSET) -> onnx.ModelProto:
     """Convert a built Keras model with ``tf2onnx.convert.from_keras``.
 
     Parameters
@@ -132,6 +133,9 @@ def convert(model: Any, example_input: Any, *, large_model: bool = False) -> onn
         Use tf2onnx's large-model mode, which keeps tensors out of the protobuf while
         converting (much lower peak memory for big models); the result is loaded back into one
         in-memory proto (models under the 2 GB protobuf limit).
+    opset
+        ai.onnx opset tf2onnx writes (default `ONNX_OPSET`; other values give files as older or
+        newer tf2onnx setups write them, for testing on files onnxlab would not write itself).
     """
     from onnxlab.reproducibility import quiet
 
@@ -139,10 +143,10 @@ def convert(model: Any, example_input: Any, *, large_model: bool = False) -> onn
     if not hasattr(model, "inputs") or not model.inputs:
         raise ConversionError(f"{type(model).__name__} has no defined inputs: build or call it first")
     signature = _input_signature(model, example_input)
-    proto, marked = _run_tf2onnx(model, signature, large_model)
+    proto, marked = _run_tf2onnx(model, signature, large_model, opset=opset)
     lost = _zero_sentinels(proto, marked)
     if lost:  # those zero biases were folded into other constants: convert again leaving them at zero
-        proto, marked = _run_tf2onnx(model, signature, large_model, skip=frozenset(lost))
+        proto, marked = _run_tf2onnx(model, signature, large_model, skip=frozenset(lost), opset=opset)
         if _zero_sentinels(proto, marked):
             raise ConversionError(f"could not keep the zero biases of {model.name!r} apart from other constants")
     return proto

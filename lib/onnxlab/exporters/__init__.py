@@ -1,0 +1,1 @@
+"""Scripts that run in other frameworks' own environments (not imported by onnxlab)."""
