@@ -103,3 +103,86 @@ def shared_linear():
     graph = helper.make_graph(nodes, "shared_linear", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 6])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 5])], [w])
     return finalize(helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)]))
+
+
+def legacy_lenet1(rng=None):
+    """LeNet-1 exactly as the original ONNX-SNN tool wrote it (Park 2019: keras2onnx 1.6 + onnx 1.6, then snn2onnx).
+
+    IR 6, opset 11, producer ``snn2onnx``; a Keras model, so NHWC input ``conv2d_input`` (N, 28, 28, 1),
+    a Transpose to NCHW before the first Conv and back to NHWC before the Flatten (Keras' flatten order),
+    ``auto_pad="VALID"`` as keras2onnx wrote it; ``LIF`` nodes in the default domain where the Relu
+    activations were, with no attributes and no gain/bias inputs.
+    """
+    rng = rng or np.random.default_rng(5)
+    w = lambda *shape, scale=0.3: rng.normal(scale=scale, size=shape).astype(np.float32)  # noqa: E731
+    inits = [numpy_helper.from_array(a, n) for n, a in [
+        ("conv2d/kernel:0", w(4, 1, 5, 5)), ("conv2d/bias:0", w(4, scale=0.1)),
+        ("conv2d_1/kernel:0", w(12, 4, 5, 5, scale=0.2)), ("conv2d_1/bias:0", w(12, scale=0.1)),
+        ("dense/kernel:0", w(192, 10, scale=0.1)), ("dense/bias:0", w(10, scale=0.1))]]
+    nodes = [
+        helper.make_node("Transpose", ["conv2d_input"], ["adjusted_input"], name="Transpose", perm=[0, 3, 1, 2]),
+        helper.make_node("Conv", ["adjusted_input", "conv2d/kernel:0", "conv2d/bias:0"], ["conv2d"], name="conv2d",
+                         auto_pad="VALID", kernel_shape=[5, 5], strides=[1, 1], dilations=[1, 1], group=1),
+        helper.make_node("LIF", ["conv2d"], ["activation"], name="activation"),
+        helper.make_node("AveragePool", ["activation"], ["average_pooling2d"], name="average_pooling2d",
+                         auto_pad="VALID", kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Conv", ["average_pooling2d", "conv2d_1/kernel:0", "conv2d_1/bias:0"], ["conv2d_1"],
+                         name="conv2d_1", auto_pad="VALID", kernel_shape=[5, 5], strides=[1, 1], dilations=[1, 1],
+                         group=1),
+        helper.make_node("LIF", ["conv2d_1"], ["activation_1"], name="activation_1"),
+        helper.make_node("AveragePool", ["activation_1"], ["average_pooling2d_1"], name="average_pooling2d_1",
+                         auto_pad="VALID", kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Transpose", ["average_pooling2d_1"], ["average_pooling2d_1_nhwc"], name="Transpose1",
+                         perm=[0, 2, 3, 1]),
+        helper.make_node("Flatten", ["average_pooling2d_1_nhwc"], ["flatten"], name="flatten", axis=1),
+        helper.make_node("MatMul", ["flatten", "dense/kernel:0"], ["dense_matmul"], name="dense"),
+        helper.make_node("Add", ["dense_matmul", "dense/bias:0"], ["dense_add"], name="dense_add"),
+        helper.make_node("Softmax", ["dense_add"], ["dense_softmax"], name="dense_softmax", axis=-1),
+    ]
+    graph = helper.make_graph(nodes, "sequential", [helper.make_tensor_value_info("conv2d_input", TensorProto.FLOAT,
+                                                                                  ["N", 28, 28, 1])],
+                              [helper.make_tensor_value_info("dense_softmax", TensorProto.FLOAT, ["N", 10])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)], producer_name="snn2onnx",
+                              producer_version="", domain="onnx")
+    model.ir_version = 6
+    return model
+
+
+def pytorch_style_cnn(opset=20, ir_version=10, rng=None):
+    """A small residual CNN in PyTorch's conventions, built with onnx.helper (torch.onnx.export's TorchScript path).
+
+    NCHW input ``input`` (N, 2, 7, 6), node names like ``/features/features.0/Conv``, initializers
+    ``features.0.weight``, a residual Add, GlobalAveragePool, ``Flatten -> Gemm(transB=1)``; H != W.
+    """
+    rng = rng or np.random.default_rng(6)
+    w = lambda *shape, scale=0.4: rng.normal(scale=scale, size=shape).astype(np.float32)  # noqa: E731
+    inits = [numpy_helper.from_array(a, n) for n, a in [
+        ("features.0.weight", w(4, 2, 3, 3)), ("features.0.bias", w(4, scale=0.1)),
+        ("features.2.weight", w(4, 4, 3, 3)), ("features.2.bias", w(4, scale=0.1)),
+        ("classifier.1.weight", w(5, 4)), ("classifier.1.bias", w(5, scale=0.1))]]
+    conv = dict(dilations=[1, 1], group=1, kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[1, 1])
+    nodes = [
+        helper.make_node("Conv", ["input", "features.0.weight", "features.0.bias"], ["/features/features.0/Conv_output_0"],
+                         name="/features/features.0/Conv", **conv),
+        helper.make_node("Relu", ["/features/features.0/Conv_output_0"], ["/features/features.1/Relu_output_0"],
+                         name="/features/features.1/Relu"),
+        helper.make_node("Conv", ["/features/features.1/Relu_output_0", "features.2.weight", "features.2.bias"],
+                         ["/features/features.2/Conv_output_0"], name="/features/features.2/Conv", **conv),
+        helper.make_node("Add", ["/features/features.2/Conv_output_0", "/features/features.1/Relu_output_0"],
+                         ["/Add_output_0"], name="/Add"),
+        helper.make_node("Relu", ["/Add_output_0"], ["/relu/Relu_output_0"], name="/relu/Relu"),
+        helper.make_node("GlobalAveragePool", ["/relu/Relu_output_0"], ["/pool/GlobalAveragePool_output_0"],
+                         name="/pool/GlobalAveragePool"),
+        helper.make_node("Flatten", ["/pool/GlobalAveragePool_output_0"], ["/classifier/classifier.0/Flatten_output_0"],
+                         name="/classifier/classifier.0/Flatten", axis=1),
+        helper.make_node("Gemm", ["/classifier/classifier.0/Flatten_output_0", "classifier.1.weight",
+                                  "classifier.1.bias"], ["output"], name="/classifier/classifier.1/Gemm",
+                         alpha=1.0, beta=1.0, transB=1),
+    ]
+    graph = helper.make_graph(nodes, "main_graph",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 2, 7, 6])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 5])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="pytorch",
+                              producer_version="2.13.0")
+    model.ir_version = ir_version
+    return model

@@ -36,6 +36,13 @@ CONTRACTS = {
         invariant=lambda t: (t.correct == t.models).all() and (t.error == 0).all(),
         tables=["model_routing", "model_failures", "model_zoo", "bad_input", "loader_fuzz"],
         figures=["model_routing"]),
+    "foreign_models": dict(
+        columns={"file", "producer", "network", "opset", "ir_version", "external_data", "classify", "onnxruntime",
+                 "to_snn", "checker", "nengo_rate", "spiking", "codegen", "round_trip", "all_pass"},
+        invariant=lambda t: t.all_pass.all() and set(t.producer) >= {"tf2onnx", "onnx.version_converter",
+                                                                      "torch.onnx (torchscript)", "torch.onnx (dynamo)",
+                                                                      "snn2onnx"},
+        tables=[], figures=["foreign_models"]),
 }
 ids = [p.stem for p in NOTEBOOKS]
 

@@ -18,6 +18,7 @@ import os
 import subprocess
 import tempfile
 from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,32 @@ DEFAULT_PYTORCH_PYTHON = Path(__file__).resolve().parents[2] / ".venv-pytorch" /
 PYTORCH_EXPORT_SCRIPT = Path(__file__).resolve().parent / "exporters" / "pytorch_export.py"
 #: PyTorch exporters, as `export_pytorch` names them.
 PYTORCH_EXPORTERS = ("torchscript", "dynamo")
+
+
+@dataclass
+class ForeignFile:
+    """A file to check.
+
+    Attributes
+    ----------
+    name
+        Row label (producer, network, opset).
+    path
+        The ``.onnx`` file (external data beside it).
+    x
+        An input batch in the file's own layout (NHWC for Keras exports, NCHW for PyTorch's).
+    reference
+        The producer's own outputs on ``x`` (None when there are none, e.g. legacy files).
+    legacy
+        A file of the original ONNX-SNN tool (upgraded instead of converted).
+    """
+
+    name: str
+    path: Path
+    x: np.ndarray
+    reference: np.ndarray | None = None
+    legacy: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 def tf2onnx_export(keras_model: Any, opset: int) -> onnx.ModelProto:
@@ -191,3 +218,73 @@ def export_pytorch(networks: dict[str, list[np.ndarray]], x_nchw: np.ndarray, ex
             raise OnnxlabError(f"PyTorch export failed (exit {proc.returncode}):\n{tail}")
         with np.load(tmp / "outputs.npz") as outputs:
             return {k: outputs[k] for k in outputs.files}
+
+
+def _saved(model: onnx.ModelProto, path: Path, external_data: bool = False) -> Path:
+    from onnxlab.formats import save_model
+
+    return save_model(model, path, external_data=external_data)
+
+
+def produce_files(keras_models: dict[str, Any], x_nhwc: np.ndarray, out_dir: str | os.PathLike, *,
+                  tf2onnx_opsets: list[int], converter_source_opset: int, converter_opsets: list[int],
+                  pytorch_exports: dict[str, list[int]], legacy_networks: list[str]) -> list[ForeignFile]:
+    """Write every network through every producer into ``out_dir``; one `ForeignFile` per file, with its reference.
+
+    Parameters
+    ----------
+    keras_models
+        Network name (``lenet5``, ``residual_bn_cnn``: the architectures the PyTorch script mirrors) -> Keras model.
+    x_nhwc
+        Input batch (N, 28, 28, 1); PyTorch files get it as NCHW.
+    tf2onnx_opsets
+        Opsets at which tf2onnx writes each network.
+    converter_source_opset, converter_opsets
+        ``onnx.version_converter`` takes the tf2onnx file at the source opset to each of these.
+    pytorch_exports
+        PyTorch exporter (``torchscript``, ``dynamo``) -> opsets; dynamo files keep their weights in
+        ``<file>.data``, as PyTorch writes them.
+    legacy_networks
+        Networks also written in the original ONNX-SNN tool's encoding (from the tf2onnx file at the
+        source opset, which must be 11 or lower).
+
+    The reference outputs are the producer's own: Keras' for tf2onnx and converted files, PyTorch's for
+    PyTorch's files; legacy files have none.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    keras_outputs = {name: m.predict(x_nhwc, verbose=0) for name, m in keras_models.items()}
+    files: list[ForeignFile] = []
+    sources = {}
+    for name, keras_model in keras_models.items():
+        for opset in sorted(set(tf2onnx_opsets) | {converter_source_opset}):
+            model = tf2onnx_export(keras_model, opset)
+            path = _saved(model, out_dir / f"{name}-tf2onnx-opset{opset}.onnx")
+            if opset == converter_source_opset:
+                sources[name] = model
+            if opset in tf2onnx_opsets:
+                files.append(ForeignFile(f"{name} tf2onnx opset {opset}", path, x_nhwc, keras_outputs[name],
+                                         info=dict(producer="tf2onnx", network=name, layout="NHWC")))
+        for opset in converter_opsets:
+            path = _saved(version_converted(sources[name], opset),
+                          out_dir / f"{name}-converted-{converter_source_opset}-to-{opset}.onnx")
+            files.append(ForeignFile(f"{name} version_converter {converter_source_opset}->{opset}", path, x_nhwc,
+                                     keras_outputs[name],
+                                     info=dict(producer="onnx.version_converter", network=name, layout="NHWC")))
+    x_nchw = np.ascontiguousarray(x_nhwc.transpose(0, 3, 1, 2))
+    jobs = [dict(network=name, exporter=exporter, opset=opset,
+                 path=str(out_dir / f"{name}-pytorch-{exporter}-opset{opset}.onnx"))
+            for name in keras_models for exporter, opsets in pytorch_exports.items() for opset in opsets]
+    if jobs:
+        torch_outputs = export_pytorch({name: pytorch_weights(m) for name, m in keras_models.items()}, x_nchw, jobs)
+        for job in jobs:
+            files.append(ForeignFile(f"{job['network']} PyTorch {job['exporter']} opset {job['opset']}",
+                                     Path(job["path"]), x_nchw, torch_outputs[job["network"]],
+                                     info=dict(producer=f"torch.onnx ({job['exporter']})", network=job["network"],
+                                               layout="NCHW")))
+    for name in legacy_networks:
+        path = out_dir / f"{name}-legacy-snn2onnx.onnx"
+        onnx.save(as_legacy(sources[name]), str(path))  # not valid ONNX: written as that tool did
+        files.append(ForeignFile(f"{name} original ONNX-SNN tool (legacy)", path, x_nhwc, None, legacy=True,
+                                 info=dict(producer=LEGACY_PRODUCER, network=name, layout="NHWC")))
+    return files

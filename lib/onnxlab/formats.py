@@ -34,8 +34,6 @@ ONNX_SNN_OPSET = 1
 EXTERNAL_DATA_THRESHOLD_BYTES = 512 << 20
 #: Suffix of that side file: ``model.onnx`` -> ``model.onnx.data``, as PyTorch's exporter names it.
 EXTERNAL_DATA_SUFFIX = ".data"
-#: Tensors smaller than this stay inside the model file even when the rest goes to the side file.
-EXTERNAL_DATA_MIN_TENSOR_BYTES = 1024
 
 #: Opsets passed to converters that accept a per-domain mapping (skl2onnx).
 TARGET_OPSETS = {"": ONNX_OPSET, ONNX_ML_DOMAIN: ONNX_ML_OPSET}
@@ -174,7 +172,7 @@ def save_model(model: onnx.ModelProto, path: str | os.PathLike, *, external_data
     Parameters
     ----------
     external_data
-        Put the tensors in a side file ``<path name>.data`` beside ``path`` (found relative to the
+        Put every tensor in a side file ``<path name>.data`` beside ``path`` (found relative to the
         model file, as onnx and ONNX Runtime expect). Default: only when the serialized model is
         larger than `EXTERNAL_DATA_THRESHOLD_BYTES`; one self-contained file otherwise.
     """
@@ -190,7 +188,7 @@ def save_model(model: onnx.ModelProto, path: str | os.PathLike, *, external_data
     try:
         return _write_atomically(path, lambda partial: onnx.save(
             copy, str(partial), save_as_external_data=True, all_tensors_to_one_file=True, location=data_name,
-            size_threshold=EXTERNAL_DATA_MIN_TENSOR_BYTES))
+            size_threshold=0))
     except BaseException:
         (path.parent / data_name).unlink(missing_ok=True)
         raise

@@ -178,6 +178,55 @@ def fold_batch_norm(model: onnx.ModelProto) -> onnx.ModelProto:
     return folded
 
 
-def attribute_reference(name: str, attr_type: int, target: str) -> AttributeProto:
-    """An attribute ``target`` of a function-body node that takes the calling node's attribute ``name``."""
-    return AttributeProto(name=target, ref_attr_name=name, type=attr_type)
+def _evaluate_node(node: onnx.NodeProto, values: dict[str, np.ndarray], opset: int) -> list[np.ndarray] | None:
+    """``node``'s outputs on constant inputs, by onnx's reference implementation; None if it cannot run it."""
+    from onnx.reference import ReferenceEvaluator
+
+    inputs = [name for name in node.input if name]
+    graph = helper.make_graph(
+        [node], "fold", [helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(values[name].dtype),
+                                                       values[name].shape) for name in inputs],
+        [helper.make_empty_tensor_value_info(name) for name in node.output if name])
+    try:
+        evaluator = ReferenceEvaluator(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]))
+        return [np.asarray(v) for v in evaluator.run(None, {name: values[name] for name in inputs})]
+    except Exception:  # an op the reference cannot run: the node stays, and its builder decides
+        return None
+
+
+def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` whose constant computations are done: Constant nodes and every default-domain node
+    whose inputs are all constants (an ``Identity`` of a weight, a ``Transpose`` or ``Cast`` of one, shape
+    arithmetic) become initializers, computed by ``onnx.reference``. Nodes with subgraphs are left alone."""
+    folded = onnx.ModelProto()
+    folded.CopyFrom(model)
+    graph = folded.graph
+    values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    opset = default_opset(model)
+    keep, new = [], []
+    for node in graph.node:
+        computed = None
+        if is_constant_node(node):
+            computed = [constant_value(node)]
+        elif (is_default_domain(node.domain) and node.input and all(not n or n in values for n in node.input)
+              and not any(a.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS) for a in node.attribute)):
+            computed = _evaluate_node(node, values, opset)
+        if computed is None:
+            keep.append(node)
+            continue
+        for name, value in zip([o for o in node.output if o], computed):
+            values[name] = value
+            new.append(numpy_helper.from_array(value, name))
+    del graph.node[:]
+    graph.node.extend(keep)
+    graph.initializer.extend(new)
+    return folded
+
+
+def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The rewrites every ONNX -> Nengo pass applies first: `fold_constants`, then `fold_batch_norm`.
+
+    `onnxlab.snn.to_nengo` builds from this, and generated scripts read their weights from it
+    (`onnxlab.snn.transforms.load_weights`), so both see the same constants by the same names.
+    """
+    return fold_batch_norm(fold_constants(model))

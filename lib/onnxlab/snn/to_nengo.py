@@ -22,8 +22,8 @@ import onnx
 
 from onnxlab.errors import SNNError
 from onnxlab.formats import ONNX_SNN_DOMAIN
-from onnxlab.graph import (check_opset_supported, constants, fold_batch_norm, is_constant_node, is_default_domain,
-                           node_label)
+from onnxlab.graph import (check_opset_supported, constants, is_constant_node, is_default_domain, node_label,
+                           simplify)
 from onnxlab.snn.builders import BUILDERS, MAX_POOL_MODES, Builder, Tensor, build_neuron, rate_twin
 from onnxlab.snn.description import Call, NetworkDescription
 from onnxlab.snn.simulation import Simulation
@@ -107,7 +107,7 @@ def describe(model: onnx.ModelProto | str | os.PathLike, *, rate: bool = False, 
     if is_legacy(source):
         raise SNNError("this is a legacy ONNX-SNN file (neuron ops in the default domain): "
                        "upgrade it first with `onnxlab upgrade` / onnxlab.snn.upgrade")
-    source = fold_batch_norm(source)
+    source = simplify(source)
     weights = constants(source)
     simulation = Simulation.read(source)
     b = Builder(source, weights, opset=opset, rate=rate, max_pool=max_pool, seed=simulation.seed)

@@ -22,11 +22,12 @@ def _sparse(out_size: int, in_size: int, rows: np.ndarray, cols: np.ndarray, val
 
 
 def load_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Every constant of an ONNX file by name, external data included, BatchNorms folded as `to_nengo` does."""
+    """Every constant of an ONNX file by name, external data included, after the rewrites `to_nengo` makes
+    (`onnxlab.graph.simplify`: constant computations done, BatchNorms folded into their convolutions)."""
     from onnxlab.formats import load_model
-    from onnxlab.graph import constants, fold_batch_norm
+    from onnxlab.graph import constants, simplify
 
-    return constants(fold_batch_norm(load_model(path, check=False)))
+    return constants(simplify(load_model(path, check=False)))
 
 
 def selection_transform(out_size: int, in_size: int, index: np.ndarray):
