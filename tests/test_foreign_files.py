@@ -191,7 +191,7 @@ def test_importing_onnxlab_stays_light():
 
 # --------------------------------------------------------------------------- errors and a quiet CLI
 
-@pytest.mark.parametrize("call, message", [
+FORMER_VALUE_ERRORS = [
     (lambda: __import__("onnxlab.bench", fromlist=["compare"]).compare({}), "no candidates"),
     (lambda: __import__("onnxlab.runtime", fromlist=["ort_session"]).ort_session(mlp(), optimization="max"),
      "optimization must be one of"),
@@ -201,11 +201,27 @@ def test_importing_onnxlab_stays_light():
     (lambda: __import__("onnxlab.snn.layout", fromlist=["x"]).conv_kernel_to_onnx(np.zeros(3)), "expected a conv"),
     (lambda: __import__("onnxlab.formats", fromlist=["x"]).save_arrays({"a": 1, "b": 2}, "/tmp/two.npy"),
      "a .npy file holds one array"),
-])
+]
+
+
+@pytest.mark.parametrize("call, message", FORMER_VALUE_ERRORS)
 def test_former_value_errors_are_onnxlab_errors(call, message):
     with pytest.raises(InvalidArgument, match=message) as info:
         call()
     assert isinstance(info.value, OnnxlabError) and isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("call, message", FORMER_VALUE_ERRORS)
+def test_former_value_errors_exit_1_with_their_message_in_the_cli(call, message, monkeypatch, capsys):
+    """Whichever command reaches one of them, the CLI prints one `error:` line and exits 1 (not 3, a bug)."""
+    from onnxlab import cli
+
+    command = cli.COMMANDS["info"]
+    monkeypatch.setitem(cli.COMMANDS, "info", cli.Command(command.help, command.add_arguments,
+                                                          lambda args: call()))
+    assert cli.main(["info", "any.onnx"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("opset, message", [(8, "imports ai.onnx opset 8; to_snn supports opsets 9 to"),

@@ -4,7 +4,10 @@
 - `to_snn`: ONNX -> ONNX-SNN (activations replaced by neuron ops);
 - `legacy`: read and upgrade files of the original ONNX-SNN tool;
 - `simulation`: simulation settings stored in the file;
-- `layout`: weight remapping between Nengo/Keras and ONNX layouts.
+- `layout`: weight remapping between Nengo/Keras and ONNX layouts;
+- `builders`, `description`, `transforms`, `to_nengo`, `codegen`: ONNX-SNN -> Nengo (one builder per op and
+  opset range, describing the network once; realized as Nengo objects or rendered as a script);
+- `from_nengo`, `simulate`, `train`, `keras_rates`, `parameters`: Nengo -> ONNX-SNN, NengoDL runs and training.
 """
 from onnxlab.snn.legacy import is_legacy, upgrade
 from onnxlab.snn.neurons import NEURONS

@@ -358,6 +358,7 @@ def _transpose(b: Builder, node: onnx.NodeProto) -> None:
                index=Call.of("transpose_index", src.shape, sample_perm))
 
 
+@BUILDERS.register("Gather")
 def _gather(b: Builder, node: onnx.NodeProto) -> None:
     """Selection along the flat feature axis (axis=1) with constant indices, as a Sparse transform."""
     src = b.tensor(node.input[0], node)
@@ -368,8 +369,6 @@ def _gather(b: Builder, node: onnx.NodeProto) -> None:
     selection = Call.of("np.mod", Weight(node.input[1]), src.size)
     b.add_term(out, src, Call.of("selection_transform", out.size, src.size, selection), index=selection)
 
-
-BUILDERS.register("Gather")(_gather)
 
 
 def _pads_of(node: onnx.NodeProto, in_hw: tuple[int, ...], kernel: tuple[int, ...], strides: tuple[int, ...],
