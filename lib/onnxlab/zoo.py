@@ -212,12 +212,16 @@ def residual_cnn():
     return Model(image, layers.Dense(10, activation="softmax")(pooled), name="residual-cnn")
 
 
+#: Channels of every convolution of `residual_bn_cnn`.
+RESIDUAL_BN_CHANNELS = 16
+
+
 def residual_bn_cnn():
     """A small residual Keras CNN with batch normalisation and a skip connection (the foreign-models table).
 
-    Input (N, 28, 28, 1) → [conv 8@3x3 'same' → BN → ReLU] (stem) → [conv 8@3x3 → BN → ReLU → conv 8@3x3 → BN]
-    + stem → ReLU → global average pool → dense 10 softmax. Convolutions have no bias (BN has it), as in
-    ResNets; BN's epsilon is Keras' 1e-3.
+    Input (N, 28, 28, 1) → [conv 16@3x3 'same' → BN → ReLU → avgpool 2] (stem, 14x14) → [conv 16@3x3 → BN →
+    ReLU → conv 16@3x3 → BN] + stem → ReLU → global average pool → dense 10 softmax. Convolutions have no bias
+    (BN has it), as in ResNets; BN's epsilon is Keras' 1e-3. `onnxlab/exporters/pytorch_export.py` mirrors it.
     """
     from onnxlab.reproducibility import quiet
 
@@ -225,11 +229,11 @@ def residual_bn_cnn():
     from keras import Model, layers
 
     def conv_bn(x, relu: bool):
-        x = layers.BatchNormalization()(layers.Conv2D(8, 3, padding="same", use_bias=False)(x))
+        x = layers.BatchNormalization()(layers.Conv2D(RESIDUAL_BN_CHANNELS, 3, padding="same", use_bias=False)(x))
         return layers.ReLU()(x) if relu else x
 
     image = layers.Input(MNIST_SHAPE, name="image")
-    stem = conv_bn(image, relu=True)
+    stem = layers.AveragePooling2D(2)(conv_bn(image, relu=True))
     block = conv_bn(conv_bn(stem, relu=True), relu=False)
     pooled = layers.GlobalAveragePooling2D()(layers.ReLU()(layers.Add()([block, stem])))
     return Model(image, layers.Dense(10, activation="softmax")(pooled), name="residual-bn-cnn")

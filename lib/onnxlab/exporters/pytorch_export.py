@@ -39,20 +39,24 @@ class LeNet5(nn.Module):
         return self.classifier(self.features(x))
 
 
-def conv_bn(relu):
-    layers = [nn.Conv2d(8 if relu != "first" else 1, 8, 3, padding=1, bias=False),
-              nn.BatchNorm2d(8, eps=KERAS_BN_EPSILON)]
+#: Channels of every convolution of the residual network (`onnxlab.zoo.RESIDUAL_BN_CHANNELS`).
+RESIDUAL_BN_CHANNELS = 16
+
+
+def conv_bn(in_channels, relu):
+    layers = [nn.Conv2d(in_channels, RESIDUAL_BN_CHANNELS, 3, padding=1, bias=False),
+              nn.BatchNorm2d(RESIDUAL_BN_CHANNELS, eps=KERAS_BN_EPSILON)]
     return layers + ([nn.ReLU()] if relu else [])
 
 
 class ResidualBN(nn.Module):
     def __init__(self):
         super().__init__()
-        self.stem = nn.Sequential(*conv_bn("first"))
-        self.block = nn.Sequential(*conv_bn(True), *conv_bn(False))
+        self.stem = nn.Sequential(*conv_bn(1, True), nn.AvgPool2d(2))
+        self.block = nn.Sequential(*conv_bn(RESIDUAL_BN_CHANNELS, True), *conv_bn(RESIDUAL_BN_CHANNELS, False))
         self.relu = nn.ReLU()
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(8, 10)
+        self.fc = nn.Linear(RESIDUAL_BN_CHANNELS, 10)
         self.softmax = nn.Softmax(dim=1)
 
     def forward(self, x):

@@ -7,7 +7,8 @@ of its incoming connections, each turned into ONNX ops by its transform:
 - ``nengo.Convolution`` -> ``Conv`` (kernel remapped by `onnxlab.snn.layout`), with the
   transposes a channels-last convolution needs;
 - ``nengo.Sparse`` -> ``Gather`` when it selects/permutes (one input of weight 1 per output),
-  else ``MatMul`` with the equivalent dense matrix (size-limited);
+  else ``Gather -> Mul -> ReduceSum`` over each output's non-zeros (`_gathered_sum`: pooling stays
+  small and, re-imported, stays a fixed transform rather than a trainable dense matrix);
 - ``nengo.transforms.NoTransform`` -> nothing.
 
 Input nodes become graph inputs, constant nodes become constants folded through their
@@ -33,7 +34,7 @@ from onnxlab.snn import layout
 from onnxlab.snn.neurons import NEURONS, install_functions
 from onnxlab.snn.simulation import Simulation
 
-#: Largest nengo.Sparse transform exported as a dense MatMul weight (elements).
+#: Largest nengo.Sparse transform from a constant node folded through its dense matrix (elements).
 MAX_DENSE_FROM_SPARSE = 1 << 25
 
 
@@ -94,7 +95,7 @@ def _transform(g: _Graph, conn: Any, value: str, base: str) -> str:
         selection = _selection(t)
         if selection is not None:  # a permutation / selection: cheap and exact as a Gather
             return g.op("Gather", [value, g.const(f"{base}.index", selection)], base, axis=1)
-        return g.op("MatMul", [value, g.const(f"{base}.weight", _sparse_matrix(t, base).T)], base)
+        return _gathered_sum(g, t, value, base)
     raise SNNError(f"connection into {base!r}: transform {type(t).__name__} is not supported")
 
 
@@ -254,6 +255,34 @@ def _selection(t: Any) -> np.ndarray | None:
     index = np.empty(t.shape[0], np.int64)
     index[rows] = cols
     return index
+
+
+def _gathered_sum(g: _Graph, t: Any, value: str, base: str) -> str:
+    """A general ``nengo.Sparse`` transform as ``ReduceSum(Gather(x, index) * weight)``, never as a dense matrix.
+
+    Each output row's m entries (m = the most any row has; shorter rows padded with index 0, weight 0)
+    are gathered, weighted and summed: sizes grow with the number of non-zeros, not with out x in (an
+    average pooling of a 16x28x28 map would be a 157 MB MatMul weight). Rows of one entry skip the sum.
+    """
+    if not hasattr(t.init, "toarray"):
+        raise SNNError(f"connection into {base!r}: sparse transform initialised by {t.init!r}, not by values")
+    rows, cols = t.init.indices[:, 0], t.init.indices[:, 1]
+    data = np.broadcast_to(np.asarray(t.init.data, np.float64), rows.shape)
+    out = t.shape[0]
+    order = np.lexsort((cols, rows))
+    rows, cols, data = rows[order], cols[order], data[order]
+    counts = np.bincount(rows, minlength=out)
+    width = max(int(counts.max()), 1)
+    slot = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+    index, weight = np.zeros((out, width), np.int64), np.zeros((out, width))
+    index[rows, slot], weight[rows, slot] = cols, data
+    gathered = g.op("Gather", [value, g.const(f"{base}.index", index.ravel())], f"{base}.gather", axis=1)
+    if width == 1:
+        return g.op("Mul", [gathered, g.const(f"{base}.weight", weight.ravel())], base)
+    grouped = g.op("Reshape", [gathered, g.const(f"{base}.groups", np.array([-1, out, width], np.int64))],
+                   f"{base}.groups")
+    weighted = g.op("Mul", [grouped, g.const(f"{base}.weight", weight)], f"{base}.weighted")
+    return g.op("ReduceSum", [weighted, g.const(f"{base}.sum_axis", np.array([2], np.int64))], base, keepdims=0)
 
 
 def _sparse_matrix(t: Any, where: str) -> np.ndarray:
