@@ -43,10 +43,12 @@ OUTPUT_ATOL, OUTPUT_RTOL = 1e-5, 1e-4
 
 @dataclass
 class Outcome:
-    """One cell: passed or not, and what was measured or why it failed."""
+    """One cell: passed or not, what was measured or why it failed, and the step's main measure if it has one
+    (largest output difference, or seconds of simulation)."""
 
     passed: bool
     detail: str
+    value: float | None = None
 
     def cell(self) -> str:
         return ("pass: " if self.passed else "FAIL: ") + self.detail
@@ -122,7 +124,7 @@ def _onnxruntime(case: ForeignFile, settings: Settings, state: dict) -> Outcome:
     agreement = compare_outputs(case.reference, y)
     ok = agreement.within(atol=OUTPUT_ATOL, rtol=OUTPUT_RTOL) and agreement.label_agreement == 1.0
     return Outcome(ok, f"{result.engine}: max |Δ| vs producer {agreement.max_abs_err:.2g}, "
-                       f"labels agree {agreement.label_agreement:.0%}")
+                       f"labels agree {agreement.label_agreement:.0%}", agreement.max_abs_err)
 
 
 def _to_snn(case: ForeignFile, settings: Settings, state: dict) -> Outcome:
@@ -155,7 +157,7 @@ def _nengo_rate(case: ForeignFile, settings: Settings, state: dict) -> Outcome:
     report = verify(state["snn_path"], case.x, rtol=settings.verify_rtol)
     (agreement,) = report.values()
     return Outcome(True, f"max |Δ| {agreement.max_abs_err:.2g} (max |y| {agreement.scale:.2g}), "
-                         f"labels agree {agreement.label_agreement:.0%}")
+                         f"labels agree {agreement.label_agreement:.0%}", agreement.max_abs_err)
 
 
 def _spiking(case: ForeignFile, settings: Settings, state: dict) -> Outcome:
@@ -169,7 +171,7 @@ def _spiking(case: ForeignFile, settings: Settings, state: dict) -> Outcome:
     seconds = time.perf_counter() - started
     ok = bool(np.all(np.isfinite(series)))
     return Outcome(ok, f"{len(series)} inputs x {settings.n_steps} steps in {seconds:.1f} s, "
-                       f"{len(built.ensembles)} ensembles, {'finite' if ok else 'NON-FINITE'} outputs")
+                       f"{len(built.ensembles)} ensembles, {'finite' if ok else 'NON-FINITE'} outputs", seconds)
 
 
 def _codegen(case: ForeignFile, settings: Settings, state: dict) -> Outcome:
@@ -192,8 +194,9 @@ def _codegen(case: ForeignFile, settings: Settings, state: dict) -> Outcome:
     (theirs,) = simulate(generated, x, n_steps=settings.n_steps).values()
     same = bool(np.array_equal(ours, theirs))
     lines = script.read_text().count("\n")
+    diff = float(np.abs(ours - theirs).max())
     return Outcome(same, f"{lines}-line script; spiking outputs {'identical' if same else 'DIFFER'} "
-                         f"(max |Δ| {np.abs(ours - theirs).max():.2g})")
+                         f"(max |Δ| {diff:.2g})", diff)
 
 
 def _weights(network: Any) -> list[np.ndarray]:
@@ -245,7 +248,7 @@ def _round_trip(case: ForeignFile, settings: Settings, state: dict) -> Outcome:
     diff = float(np.abs(y0 - y1.reshape(y0.shape)).max())
     ok = matched == len(before) and diff <= OUTPUT_ATOL + OUTPUT_RTOL * float(np.abs(y0).max())
     return Outcome(ok, f"{matched}/{len(before)} weight tensors back bit for bit; ONNX Runtime outputs differ "
-                       f"by {diff:.2g}")
+                       f"by {diff:.2g}", diff)
 
 
 #: Step name -> function(case, settings, state) -> Outcome.
