@@ -63,7 +63,7 @@ def _to_snn(args: argparse.Namespace) -> int:
     from onnxlab.snn import Simulation, to_snn
 
     simulation = Simulation(dt=args.dt, n_steps=args.n_steps,
-                            synapse=None if args.synapse < 0 else args.synapse)
+                            synapse=None if args.synapse < 0 else args.synapse, layer_synapse=args.layer_synapse)
     snn = to_snn(args.model, args.neuron, params=_parse_params(args.param), max_rates=args.max_rates,
                  intercepts=args.intercepts, simulation=simulation)
     save_model(snn, args.output)
@@ -87,6 +87,8 @@ def _add_to_snn(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-steps", type=int, default=defaults.n_steps, help="steps per input")
     parser.add_argument("--synapse", type=float, default=defaults.synapse,
                         help="output probe synapse, s (negative: none)")
+    parser.add_argument("--layer-synapse", type=float, default=None,
+                        help="lowpass on every connection out of a neuron layer, s (default: none)")
 
 
 def _upgrade(args: argparse.Namespace) -> int:

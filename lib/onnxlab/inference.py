@@ -10,6 +10,7 @@ Each is one `OnnxlabError` naming the file, tensor, node or input.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import re
@@ -319,7 +320,7 @@ def _run_nengo(model: onnx.ModelProto, path: Path | None, inputs: dict[str, np.n
     if (synapse, n_steps) != (stored.synapse, stored.n_steps):
         copy = onnx.ModelProto()
         copy.CopyFrom(model)
-        Simulation(dt=stored.dt, n_steps=n_steps, synapse=synapse, seed=stored.seed).write(copy)
+        dataclasses.replace(stored, n_steps=n_steps, synapse=synapse).write(copy)
         model = copy
         notes.append(f"simulation overridden: n_steps={n_steps}, synapse={synapse} "
                      f"(file: {stored.n_steps}, {stored.synapse})")

@@ -84,8 +84,10 @@ class Builder:
     """State shared by the op builders while a network is described."""
 
     def __init__(self, model: onnx.ModelProto, weights: dict[str, np.ndarray], *, opset: int, rate: bool,
-                 max_pool: str, seed: int = 0):
+                 max_pool: str, seed: int = 0, layer_synapse: float | None = None):
         self.model = model
+        #: lowpass time constant (s) of every connection out of a neuron layer (None: instantaneous)
+        self.layer_synapse = layer_synapse
         self.opset = opset
         self.rate = rate
         self.max_pool = max_pool
@@ -169,9 +171,15 @@ class Builder:
         file stores as weights (plus the ensembles' own biases).
         """
         if src.obj is not None:
-            self.net.connect(src.obj, post)
+            self.net.connect(src.obj, post, synapse=self.synapse_from(src.obj))
         for term in src.terms:
-            self.net.connect(term.pre, post, term.transform, trainable=term.trainable)
+            self.net.connect(term.pre, post, term.transform, trainable=term.trainable,
+                             synapse=self.synapse_from(term.pre))
+
+    def synapse_from(self, pre: Var) -> float | None:
+        """The synapse of a connection from ``pre``: `layer_synapse` out of neurons, else none. Every path out
+        of a neuron layer starts with exactly one such connection, so each is filtered once."""
+        return self.layer_synapse if pre.attribute == "neurons" else None
 
     def add_bias(self, out: Tensor, value: Any) -> None:
         """Add a constant column (an (n, 1) expression, e.g. `transforms.bias_column`) from a constant node."""

@@ -149,12 +149,16 @@ class Assign:
 
 @dataclass(frozen=True)
 class Connect:
-    """``nengo.Connection(pre, post, transform=..., synapse=None)``; only ONNX weights are ``trainable``."""
+    """``nengo.Connection(pre, post, transform=..., synapse=...)``; only ONNX weights are ``trainable``.
+
+    ``synapse`` is a lowpass time constant in seconds, or None (instantaneous, the default).
+    """
 
     pre: Var
     post: Var
     transform: Any = None
     trainable: bool = False
+    synapse: float | None = None
 
 
 @dataclass
@@ -176,8 +180,9 @@ class NetworkDescription:
         self.statements.append(Assign(f"{prefix}{n}", value))
         return Var(f"{prefix}{n}")
 
-    def connect(self, pre: Var, post: Var, transform: Any = None, *, trainable: bool = False) -> None:
-        self.statements.append(Connect(pre, post, transform, trainable))
+    def connect(self, pre: Var, post: Var, transform: Any = None, *, trainable: bool = False,
+                synapse: float | None = None) -> None:
+        self.statements.append(Connect(pre, post, transform, trainable, synapse))
 
     def realize(self, weights: dict[str, np.ndarray]) -> tuple[Any, dict[str, Any]]:
         """Build the ``nengo.Network``; returns it and every assigned object by variable name."""
@@ -194,7 +199,7 @@ class NetworkDescription:
                     env.objects[statement.var] = statement.value.evaluate(env)
                     continue
                 conn = nengo.Connection(statement.pre.evaluate(env), statement.post.evaluate(env),
-                                        transform=evaluate(statement.transform, env), synapse=None)
+                                        transform=evaluate(statement.transform, env), synapse=statement.synapse)
                 if not statement.trainable:
                     network.config[conn].trainable = False
         return network, env.objects
@@ -209,6 +214,6 @@ class NetworkDescription:
             args = f"{statement.pre.code()}, {statement.post.code()}"
             if statement.transform is not None:
                 args += f", transform={render(statement.transform)}"
-            line = f"nengo.Connection({args}, synapse=None)"
+            line = f"nengo.Connection({args}, synapse={render(statement.synapse)})"
             lines.append(line if statement.trainable else f"fixed({line})")
         return lines

@@ -21,6 +21,7 @@ a plain Nengo script made in float64 are rounded to float32.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
@@ -152,7 +153,8 @@ def from_nengo(network: Any, inputs: dict[str, Any] | None = None, outputs: dict
     Raises
     ------
     SNNError
-        Naming the object or connection that cannot be exported (synapses, functions, slices,
+        Naming the object or connection that cannot be exported (synapses other than one lowpass on
+        every connection out of neurons, which is stored as ``layer_synapse``; functions, slices,
         decoded connections, unsupported transforms or neuron types).
     """
     import nengo
@@ -168,9 +170,8 @@ def from_nengo(network: Any, inputs: dict[str, Any] | None = None, outputs: dict
         raise SNNError("from_nengo needs `inputs` and `outputs` for a nengo.Network (or pass a NengoModel)")
     g = _Graph()
     incoming: dict[Any, list[Any]] = {}
+    simulation = _with_layer_synapse(simulation or Simulation(), network.all_connections)
     for conn in network.all_connections:
-        if conn.synapse is not None:
-            raise SNNError(f"{conn}: has a synapse; ONNX-SNN graphs are instantaneous (use synapse=None)")
         if conn.function is not None:
             raise SNNError(f"{conn}: has a function; only linear transforms can be exported")
         if not isinstance(conn.pre_obj, (nengo.Node, nengo.ensemble.Neurons)) or \
@@ -239,8 +240,39 @@ def from_nengo(network: Any, inputs: dict[str, Any] | None = None, outputs: dict
                               g.initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)], producer_name=PRODUCER)
     install_functions(model)
-    (simulation or Simulation()).write(model)
+    simulation.write(model)
     return finalize(model)
+
+
+def _with_layer_synapse(simulation: Simulation, connections: list[Any]) -> Simulation:
+    """``simulation`` with the ``layer_synapse`` the connections have: one lowpass time constant on every
+    connection out of neurons (as `to_nengo` builds it from a file that sets one), or none anywhere.
+
+    Raises
+    ------
+    SNNError
+        For a synapse on a connection that does not leave neurons, a synapse other than a lowpass, or
+        different synapses on different connections (not representable in the file yet).
+    """
+    import nengo
+
+    taus = set()
+    for conn in connections:
+        from_neurons = isinstance(conn.pre_obj, nengo.ensemble.Neurons)
+        if conn.synapse is None:
+            taus.add(None) if from_neurons else None
+            continue
+        if not from_neurons:
+            raise SNNError(f"{conn}: has a synapse but does not leave neurons; ONNX-SNN stores only synapses "
+                           "out of neuron layers (use synapse=None elsewhere)")
+        if type(conn.synapse) is not nengo.Lowpass:
+            raise SNNError(f"{conn}: synapse {conn.synapse!r} is not a nengo.Lowpass")
+        taus.add(float(conn.synapse.tau))
+    if len(taus) > 1:
+        raise SNNError(f"connections out of neurons have different synapses {sorted(taus, key=str)}; ONNX-SNN "
+                       "stores one layer_synapse for every layer")
+    tau = next(iter(taus), None)
+    return dataclasses.replace(simulation, layer_synapse=tau)
 
 
 def _selection(t: Any) -> np.ndarray | None:

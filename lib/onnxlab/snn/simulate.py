@@ -156,7 +156,7 @@ def verify(model: onnx.ModelProto | str | os.PathLike, x: np.ndarray, *, rtol: f
     """Check that the Nengo network computes what ONNX Runtime computes, on inputs ``x``.
 
     The network is built in rate mode (spiking neurons replaced by their rate twins) and run
-    for one step with no synapses, so its output must equal ONNX Runtime's rate approximation.
+    for one step with no synapses (the file's ``layer_synapse`` too is left out), so its output must equal ONNX Runtime's rate approximation.
 
     Returns
     -------
@@ -172,7 +172,7 @@ def verify(model: onnx.ModelProto | str | os.PathLike, x: np.ndarray, *, rtol: f
     from onnxlab.runtime import ort_session
 
     proto = as_model(model, check=False)
-    nengo_model = to_nengo(proto, rate=True, filtered_probes=False, **to_nengo_options)
+    nengo_model = to_nengo(proto, rate=True, filtered_probes=False, layer_synapses=False, **to_nengo_options)
     nengo_out = simulate(nengo_model, x, n_steps=1)
     session = ort_session(proto)
     ort_out = dict(zip([o.name for o in session.get_outputs()],

@@ -27,6 +27,10 @@ class Simulation:
         Base seed of the ensembles (ensemble i gets ``seed + i``): it fixes the neurons' random
         initial state (Nengo starts LIF voltages uniformly in [0, 1)), so the same file always
         produces the same spikes.
+    layer_synapse
+        Time constant (seconds) of a lowpass filter on every connection out of a neuron layer, as
+        ``nengo_dl.Converter(synapse=...)`` sets it: spikes are smoothed before the next layer sums
+        them. None (the default): no filter, the ONNX graph's instantaneous semantics.
 
     Defaults are those of NengoDL's spiking MNIST example (dt 1 ms, 30 steps, 0.1 s synapse).
     """
@@ -35,14 +39,17 @@ class Simulation:
     n_steps: int = 30
     synapse: float | None = 0.1
     seed: int = 0
+    layer_synapse: float | None = None
 
     def __post_init__(self) -> None:
         if not self.dt > 0:
             raise SNNError(f"simulation dt must be > 0 seconds, got {self.dt}")
         if int(self.n_steps) != self.n_steps or self.n_steps < 1:
             raise SNNError(f"simulation n_steps must be a positive integer, got {self.n_steps}")
-        if self.synapse is not None and self.synapse < 0:
-            raise SNNError(f"simulation synapse must be >= 0 seconds or None, got {self.synapse}")
+        for name in ("synapse", "layer_synapse"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise SNNError(f"simulation {name} must be >= 0 seconds or None, got {value}")
 
     def write(self, model: onnx.ModelProto) -> None:
         """Store these settings in ``model.metadata_props`` (replacing earlier ones)."""

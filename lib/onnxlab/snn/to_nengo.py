@@ -4,8 +4,9 @@
 by op type *and* the model's opset) to describe what it builds; `to_nengo` realizes that
 description as Nengo objects, and `onnxlab.snn.codegen.to_nengo_code` renders the same description
 as a script. Graph inputs become `nengo.Node` inputs, linear ops become connection transforms,
-neuron ops become ensembles with the file's gain, bias and neuron type. All connections have
-``synapse=None``: the network is feed-forward within one time step, like the ONNX graph.
+neuron ops become ensembles with the file's gain, bias and neuron type. Connections have
+``synapse=None`` — the network is feed-forward within one time step, like the ONNX graph — except
+those out of neuron layers when the file sets a ``layer_synapse`` (`onnxlab.snn.Simulation`).
 
 Files of every ai.onnx opset from `onnxlab.graph.MIN_SUPPORTED_OPSET` to
 `onnxlab.graph.MAX_SUPPORTED_OPSET` are read as they are (no version conversion); weights in
@@ -92,7 +93,7 @@ def _input_shape(value: onnx.ValueInfoProto) -> tuple[int, ...]:
 
 
 def describe(model: onnx.ModelProto | str | os.PathLike, *, rate: bool = False, max_pool: str = "average",
-             filtered_probes: bool = True) -> Description:
+             filtered_probes: bool = True, layer_synapses: bool = True) -> Description:
     """Describe the Nengo network of an ONNX-SNN (or plain linear ONNX) model, without building it.
 
     Parameters are those of `to_nengo`.
@@ -110,7 +111,8 @@ def describe(model: onnx.ModelProto | str | os.PathLike, *, rate: bool = False, 
     source = simplify(source)
     weights = constants(source)
     simulation = Simulation.read(source)
-    b = Builder(source, weights, opset=opset, rate=rate, max_pool=max_pool, seed=simulation.seed)
+    b = Builder(source, weights, opset=opset, rate=rate, max_pool=max_pool, seed=simulation.seed,
+                layer_synapse=simulation.layer_synapse if layer_synapses else None)
     graph_outputs = [o.name for o in source.graph.output]
     input_shapes, softmax_dropped = {}, set()
     for value in source.graph.input:
@@ -161,7 +163,7 @@ def describe(model: onnx.ModelProto | str | os.PathLike, *, rate: bool = False, 
 
 
 def to_nengo(model: onnx.ModelProto | str | os.PathLike, *, rate: bool = False,
-             max_pool: str = "average", filtered_probes: bool = True) -> NengoModel:
+             max_pool: str = "average", filtered_probes: bool = True, layer_synapses: bool = True) -> NengoModel:
     """Build a `nengo.Network` from an ONNX-SNN (or plain linear ONNX) model.
 
     Parameters
@@ -176,6 +178,9 @@ def to_nengo(model: onnx.ModelProto | str | os.PathLike, *, rate: bool = False,
         One of `MAX_POOL_MODES`.
     filtered_probes
         Also probe each output through the file's synapse (``NengoModel.filtered_outputs``).
+    layer_synapses
+        Filter every connection out of a neuron layer with the file's ``layer_synapse``
+        (`onnxlab.snn.Simulation`), if it sets one; False builds the instantaneous network (`verify`).
 
     Raises
     ------
@@ -183,7 +188,8 @@ def to_nengo(model: onnx.ModelProto | str | os.PathLike, *, rate: bool = False,
         Naming the first node whose op, attributes or inputs Nengo cannot represent at the
         model's opset.
     """
-    described = describe(model, rate=rate, max_pool=max_pool, filtered_probes=filtered_probes)
+    described = describe(model, rate=rate, max_pool=max_pool, filtered_probes=filtered_probes,
+                         layer_synapses=layer_synapses)
     net = described.network
     network, objects = net.realize(described.weights)
     return NengoModel(network, {k: v.evaluate_in(objects) for k, v in net.inputs.items()}, described.input_shapes,
