@@ -5,6 +5,8 @@ spiking with the exact ``RectifiedLinear`` neuron: `verify` then compares Nengo'
 Runtime, which implements the op as that opset defines it. So a builder that reads an attribute where
 the opset has an input (or ignores a new attribute) fails here.
 """
+import runpy
+
 import numpy as np
 import onnx
 import pytest
@@ -14,6 +16,7 @@ from onnxlab.errors import SNNError
 from onnxlab.graph import MAX_SUPPORTED_OPSET, MIN_SUPPORTED_OPSET
 from onnxlab.snn import to_snn
 from onnxlab.snn.builders import BUILDERS
+from onnxlab.snn.codegen import to_nengo_code
 from onnxlab.snn.simulate import verify
 from onnxlab.snn.to_nengo import to_nengo
 
@@ -229,3 +232,26 @@ def test_every_builder_version_is_an_onnx_schema_version():
                    if s.name == op_type and s.domain == ""}
         for since in BUILDERS.versions(op_type):
             assert since == 1 or since in history, (op_type, since, sorted(history))
+
+
+@pytest.mark.parametrize("opset", [11, 13, 15])
+def test_reshape_target_computed_from_the_shape(opset, tmp_path):
+    """PyTorch's ``x.view(x.size(0), -1)`` with a dynamic batch: Shape -> Gather -> Unsqueeze -> Concat -> Reshape."""
+    axes_in = opset >= 13
+    nodes = [helper.make_node("Shape", ["x"], ["shape"]),
+             helper.make_node("Gather", ["shape", "zero"], ["batch"], axis=0),
+             helper.make_node("Unsqueeze", ["batch", "axes"] if axes_in else ["batch"], ["batch1"],
+                              **({} if axes_in else {"axes": [0]})),
+             helper.make_node("Concat", ["batch1", "minus_one"], ["target"], axis=0),
+             _node("Reshape", ["x", "target"])]
+    inits = [_init("zero", np.array(0)), _init("minus_one", [-1])] + ([_init("axes", [0])] if axes_in else [])
+    snn = _check(_model(opset, nodes, inits, out_shape=["N", int(np.prod(SHAPE))]))
+    assert to_nengo(snn).output_shapes == {"y": (int(np.prod(SHAPE)),)}
+    onnx.save(snn, tmp_path / "view.onnx")  # the generated script needs no shape-derived constant
+    namespace = runpy.run_path(str(_write(tmp_path / "net.py", to_nengo_code(tmp_path / "view.onnx"))))
+    assert namespace["net"].all_ensembles[0].n_neurons == int(np.prod(SHAPE))
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path

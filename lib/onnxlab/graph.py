@@ -178,7 +178,7 @@ def fold_batch_norm(model: onnx.ModelProto) -> onnx.ModelProto:
     return folded
 
 
-def _evaluate_node(node: onnx.NodeProto, values: dict[str, np.ndarray], opset: int) -> list[np.ndarray] | None:
+def evaluate_node(node: onnx.NodeProto, values: dict[str, np.ndarray], opset: int) -> list[np.ndarray] | None:
     """``node``'s outputs on constant inputs, by onnx's reference implementation; None if it cannot run it."""
     from onnx.reference import ReferenceEvaluator
 
@@ -210,7 +210,7 @@ def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
             computed = [constant_value(node)]
         elif (is_default_domain(node.domain) and node.input and all(not n or n in values for n in node.input)
               and not any(a.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS) for a in node.attribute)):
-            computed = _evaluate_node(node, values, opset)
+            computed = evaluate_node(node, values, opset)
         if computed is None:
             keep.append(node)
             continue

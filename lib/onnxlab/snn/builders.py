@@ -31,13 +31,17 @@ import numpy as np
 import onnx
 
 from onnxlab.errors import InvalidArgument, SNNError
-from onnxlab.graph import attributes, node_label, string_attribute, use_counts
+from onnxlab.graph import attributes, evaluate_node, node_label, string_attribute, use_counts
 from onnxlab.snn import transforms
 from onnxlab.snn.description import Call, Environment, NetworkDescription, Var, Weight, evaluate
 from onnxlab.snn.neurons import NEURONS, NeuronOp
 
 #: What to do with MaxPool, which NengoDL cannot spike through: "average" (replace, warn) or "error".
 MAX_POOL_MODES = ("average", "error")
+#: The batch size `Shape` reports to the shape arithmetic after it: 1, so that a Reshape target computed from
+#: it (PyTorch's ``x.view(x.size(0), -1)``: Shape -> Gather -> Unsqueeze -> Concat -> Reshape) keeps the
+#: batch axis apart, as `_reshape` expects.
+SHAPE_BATCH = 1
 #: Largest finite float32: Clip bounds at or beyond it are no bound at all (Clip-6's defaults).
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -93,6 +97,8 @@ class Builder:
         self.max_pool = max_pool
         self.seed = seed
         self.consts = weights
+        #: constants computed from the tensors' shapes (`Shape` and what follows it), not stored in the file
+        self.derived: set[str] = set()
         self.net = NetworkDescription(model.graph.name or "onnx-snn")
         self.tensors: dict[str, Tensor] = {}
         self.ensembles: dict[str, Var] = {}
@@ -113,6 +119,22 @@ class Builder:
         if len(node.input) <= position or not node.input[position]:
             return None
         return self.const(node.input[position], node)
+
+    def fold(self, node: onnx.NodeProto) -> bool:
+        """Compute ``node`` now if it reads only constants, at least one of them derived from a shape.
+
+        (Constant subgraphs of the file itself were folded before building, by `onnxlab.graph.simplify`.)
+        """
+        inputs = [name for name in node.input if name]
+        if not inputs or not all(n in self.consts for n in inputs) or not any(n in self.derived for n in inputs):
+            return False
+        values = evaluate_node(node, self.consts, self.opset)
+        if values is None:
+            raise SNNError(f"{node_label(node)}: cannot compute it from the input's shape")
+        for name, value in zip([o for o in node.output if o], values):
+            self.consts[name] = value
+            self.derived.add(name)
+        return True
 
     def value(self, expr: Any) -> Any:
         """Evaluate an index or weight expression now (for decisions the builder must make)."""
@@ -340,6 +362,25 @@ def _unsqueeze_1(b: Builder, node: onnx.NodeProto) -> None:
 def _unsqueeze_13(b: Builder, node: onnx.NodeProto) -> None:
     """Axes as an input."""
     _unsqueeze(b, node, [int(a) for a in b.const(node.input[1], node)])
+
+
+def _shape(b: Builder, node: onnx.NodeProto, start: int = 0, end: int | None = None) -> None:
+    src = b.tensor(node.input[0], node)
+    b.consts[node.output[0]] = np.array([SHAPE_BATCH, *src.shape], np.int64)[start:end]
+    b.derived.add(node.output[0])
+
+
+@BUILDERS.register("Shape")
+def _shape_1(b: Builder, node: onnx.NodeProto) -> None:
+    """The tensor's shape, batch axis as `SHAPE_BATCH`: a constant for the shape arithmetic after it."""
+    _shape(b, node)
+
+
+@BUILDERS.register("Shape", since=15)
+def _shape_15(b: Builder, node: onnx.NodeProto) -> None:
+    """As `_shape_1`, sliced by the ``start`` and ``end`` attributes."""
+    attrs = attributes(node)
+    _shape(b, node, int(attrs.get("start", 0)), attrs.get("end"))
 
 
 @BUILDERS.register("Cast")

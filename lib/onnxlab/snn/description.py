@@ -184,6 +184,24 @@ class NetworkDescription:
                 synapse: float | None = None) -> None:
         self.statements.append(Connect(pre, post, transform, trainable, synapse))
 
+    def weights_used(self) -> set[str]:
+        """The names of every `Weight` the statements read."""
+        found: set[str] = set()
+
+        def visit(value: Any) -> None:
+            if isinstance(value, Weight):
+                found.add(value.name)
+            elif isinstance(value, Call):
+                for v in [*value.args, *(v for _, v in value.kwargs)]:
+                    visit(v)
+            elif isinstance(value, (tuple, list)):
+                for v in value:
+                    visit(v)
+
+        for statement in self.statements:
+            visit(statement.value if isinstance(statement, Assign) else statement.transform)
+        return found
+
     def realize(self, weights: dict[str, np.ndarray]) -> tuple[Any, dict[str, Any]]:
         """Build the ``nengo.Network``; returns it and every assigned object by variable name."""
         import nengo

@@ -125,6 +125,8 @@ def describe(model: onnx.ModelProto | str | os.PathLike, *, rate: bool = False, 
     for node in source.graph.node:
         if is_constant_node(node):
             continue  # already among the weights
+        if is_default_domain(node.domain) and b.fold(node):
+            continue  # shape arithmetic after a Shape
         if node.domain == ONNX_SNN_DOMAIN:
             build_neuron(b, node)
         elif not is_default_domain(node.domain):
@@ -147,6 +149,10 @@ def describe(model: onnx.ModelProto | str | os.PathLike, *, rate: bool = False, 
         else:
             raise SNNError(f"{node_label(node)}: no Nengo builder for this op; supported: "
                            f"{', '.join(BUILDERS.op_types())}, output Softmax, and {ONNX_SNN_DOMAIN} neuron ops")
+    derived = b.net.weights_used() & b.derived
+    if derived:
+        raise SNNError(f"constants {sorted(derived)} are computed from the input's shape and used as weights; "
+                       "only Reshape targets may be")
     output_shapes = {}
     for name in graph_outputs:
         if name not in b.tensors:
