@@ -2,6 +2,7 @@
 opset 18-20), PyTorch itself; the public names; errors that exit 1; a quiet command line."""
 import importlib
 import os
+import runpy
 import shutil
 import subprocess
 import sys
@@ -96,6 +97,21 @@ def test_pytorch_style_file_with_external_data_in_another_folder(tmp_path, opset
     assert default_opset(snn) == opset and snn.ir_version == ir_version
     proc = _cli("to-snn", path, tmp_path / "snn.onnx")
     assert proc.returncode == 0, proc.stderr
+
+
+def test_an_snn_file_with_external_data_runs_on_nengo_from_another_folder(tmp_path):
+    snn = onnxlab.to_snn(pytorch_style_cnn(), "LIF", max_rates=100, intercepts=0)
+    (tmp_path / "a").mkdir()
+    save_model(snn, tmp_path / "a" / "snn.onnx", external_data=True)
+    path = Path(shutil.move(str(tmp_path / "a"), str(tmp_path / "b"))) / "snn.onnx"
+    x = RNG.normal(size=(2, 2, 7, 6)).astype(np.float32)
+    result = onnxlab.run(path, x, n_steps=5)
+    assert result.kind == "SNN" and result.outputs["output"].shape == (2, 5)
+    from onnxlab.snn.codegen import to_nengo_code
+
+    script = tmp_path / "net.py"
+    script.write_text(to_nengo_code(path))
+    assert runpy.run_path(str(script))["net"].all_ensembles
 
 
 def test_save_model_writes_a_side_file_only_when_asked_or_large(tmp_path):
