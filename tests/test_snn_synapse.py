@@ -1,6 +1,5 @@
 """Synapses between layers (`Simulation.layer_synapse`): stored in the file, built, rendered, exported, and a lowpass."""
 import dataclasses
-import runpy
 
 import numpy as np
 import onnx
@@ -9,10 +8,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 from onnxlab.errors import SNNError
 from onnxlab.snn import Simulation, to_snn
-from onnxlab.snn.codegen import to_nengo_code
+from onnxlab.snn.codegen import run_script, to_nengo_code
 from onnxlab.snn.from_nengo import from_nengo
 from onnxlab.snn.simulate import simulate, verify
-from onnxlab.snn.to_nengo import NengoModel, to_nengo
+from onnxlab.snn.to_nengo import to_nengo
 from tests.onnx_models import branching, mlp
 
 nengo = pytest.importorskip("nengo")
@@ -67,10 +66,8 @@ def test_generated_script_has_the_same_synapses(tmp_path):
     code = to_nengo_code(tmp_path / "m.onnx")
     assert "synapse=0.005)" in code
     (tmp_path / "net.py").write_text(code)
-    namespace = runpy.run_path(str(tmp_path / "net.py"))
     built = to_nengo(tmp_path / "m.onnx")
-    generated = NengoModel(namespace["net"], namespace["inputs"], built.input_shapes, namespace["outputs"], {},
-                           built.output_shapes, {}, built.simulation)
+    generated = run_script(tmp_path / "net.py", built)
     x = RNG.normal(size=(2, 2, 6, 6)).astype(np.float32)
     np.testing.assert_array_equal(simulate(generated, x, n_steps=10)["y"], simulate(built, x, n_steps=10)["y"])
 

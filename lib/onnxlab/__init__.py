@@ -13,11 +13,10 @@ The public entry points, callable from the package itself::
 
 Importing onnxlab loads only onnx and numpy: TensorFlow, scikit-learn and Nengo are imported when
 a function that needs them is called. Submodules keep their names (``onnxlab.classify`` is also the
-module holding `classify`): the names above are bound to the functions after their modules are
-imported here, so ``onnxlab.classify`` is always the function; read the module's other names with
-``from onnxlab.classify import KINDS``.
+module holding `classify`): ``from onnxlab.classify import classify`` binds the name to the function
+after the submodule is imported, so ``onnxlab.classify`` is always the function; read the module's
+other names with ``from onnxlab.classify import KINDS``.
 """
-import onnxlab.classify as _classify_module  # noqa: F401  (imported first, so the function below wins)
 from onnxlab.classify import classify
 from onnxlab.convert import to_onnx
 from onnxlab.errors import OnnxlabError

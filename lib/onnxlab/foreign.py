@@ -220,12 +220,6 @@ def export_pytorch(networks: dict[str, list[np.ndarray]], x_nchw: np.ndarray, ex
             return {k: outputs[k] for k in outputs.files}
 
 
-def _saved(model: onnx.ModelProto, path: Path, external_data: bool = False) -> Path:
-    from onnxlab.formats import save_model
-
-    return save_model(model, path, external_data=external_data)
-
-
 def produce_files(keras_models: dict[str, Any], x_nhwc: np.ndarray, out_dir: str | os.PathLike, *,
                   tf2onnx_opsets: list[int], converter_source_opset: int, converter_opsets: list[int],
                   pytorch_exports: dict[str, list[int]], legacy_networks: list[str]) -> list[ForeignFile]:
@@ -251,6 +245,8 @@ def produce_files(keras_models: dict[str, Any], x_nhwc: np.ndarray, out_dir: str
     The reference outputs are the producer's own: Keras' for tf2onnx and converted files, PyTorch's for
     PyTorch's files; legacy files have none.
     """
+    from onnxlab.formats import save_model
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     keras_outputs = {name: m.predict(x_nhwc, verbose=0) for name, m in keras_models.items()}
@@ -259,14 +255,14 @@ def produce_files(keras_models: dict[str, Any], x_nhwc: np.ndarray, out_dir: str
     for name, keras_model in keras_models.items():
         for opset in sorted(set(tf2onnx_opsets) | {converter_source_opset}):
             model = tf2onnx_export(keras_model, opset)
-            path = _saved(model, out_dir / f"{name}-tf2onnx-opset{opset}.onnx")
+            path = save_model(model, out_dir / f"{name}-tf2onnx-opset{opset}.onnx")
             if opset == converter_source_opset:
                 sources[name] = model
             if opset in tf2onnx_opsets:
                 files.append(ForeignFile(f"{name} tf2onnx opset {opset}", path, x_nhwc, keras_outputs[name],
                                          info=dict(producer="tf2onnx", network=name, layout="NHWC")))
         for opset in converter_opsets:
-            path = _saved(version_converted(sources[name], opset),
+            path = save_model(version_converted(sources[name], opset),
                           out_dir / f"{name}-converted-{converter_source_opset}-to-{opset}.onnx")
             files.append(ForeignFile(f"{name} version_converter {converter_source_opset}->{opset}", path, x_nhwc,
                                      keras_outputs[name],

@@ -127,7 +127,7 @@ def load_model(path: str | os.PathLike, *, check: bool = True) -> onnx.ModelProt
     """
     path = Path(path)
     model = read_model(path)
-    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+    if uses_external_data(model):
         try:
             onnx.load_external_data_for_model(model, str(path.parent))
         except Exception as exc:  # a missing or short data file
@@ -138,6 +138,11 @@ def load_model(path: str | os.PathLike, *, check: bool = True) -> onnx.ModelProt
         except onnx.checker.ValidationError as exc:
             raise OnnxlabError(f"{path}: invalid ONNX model: {str(exc).splitlines()[0]}") from None
     return model
+
+
+def uses_external_data(model: onnx.ModelProto) -> bool:
+    """True if any initializer of ``model`` keeps its data in a side file."""
+    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
 
 
 def unique_name(name: str, taken: set[str]) -> str:
@@ -196,7 +201,7 @@ def save_model(model: onnx.ModelProto, path: str | os.PathLike, *, external_data
 
 def with_external_data(model: onnx.ModelProto, path: str | os.PathLike | None) -> onnx.ModelProto:
     """``model`` with the external data it refers to read in (from beside ``path``); itself if it has none."""
-    if path is None or not any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+    if path is None or not uses_external_data(model):
         return model
     return load_model(path, check=False)
 

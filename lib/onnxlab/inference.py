@@ -304,10 +304,9 @@ def _run_onnxruntime(model: onnx.ModelProto, path: Path | None, inputs: dict[str
 def _run_nengo(model: onnx.ModelProto, path: Path | None, inputs: dict[str, np.ndarray], name: str,
                options: dict[str, Any]):
     from onnxlab.snn import Simulation, is_legacy, upgrade
+    from onnxlab.formats import with_external_data
     from onnxlab.snn.simulate import simulate
     from onnxlab.snn.to_nengo import to_nengo
-
-    from onnxlab.formats import with_external_data
 
     notes = []
     model = with_external_data(model, path)

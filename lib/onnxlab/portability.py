@@ -21,7 +21,6 @@ with "needs <step>". Every cell of the table thus carries its reason.
 from __future__ import annotations
 
 import os
-import runpy
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,20 +174,16 @@ def _spiking(case: ForeignFile, settings: Settings, state: dict) -> Outcome:
 
 
 def _codegen(case: ForeignFile, settings: Settings, state: dict) -> Outcome:
-    from onnxlab.snn.codegen import to_nengo_code
+    from onnxlab.snn.codegen import run_script, to_nengo_code
     from onnxlab.snn.simulate import simulate
-    from onnxlab.snn.to_nengo import NengoModel
-
     script = state["snn_path"].with_suffix(".py")
     script.write_text(to_nengo_code(state["snn_path"]))
-    namespace = runpy.run_path(str(script))
     built = state.get("nengo")
     if built is None:
         from onnxlab import to_nengo
 
         built = to_nengo(state["snn_path"])
-    generated = NengoModel(namespace["net"], namespace["inputs"], built.input_shapes, namespace["outputs"], {},
-                           built.output_shapes, {}, built.simulation)
+    generated = run_script(script, built)
     x = case.x[:settings.n_spiking]
     (ours,) = simulate(built, x, n_steps=settings.n_steps).values()
     (theirs,) = simulate(generated, x, n_steps=settings.n_steps).values()
@@ -233,6 +228,7 @@ def _round_trip(case: ForeignFile, settings: Settings, state: dict) -> Outcome:
     """
     from onnxlab import from_nengo, to_nengo
     from onnxlab.runtime import ort_session
+    from onnxlab.snn.simulate import softmax
 
     built = state.get("nengo") or to_nengo(state["snn_path"])
     exported = from_nengo(built)
@@ -243,8 +239,7 @@ def _round_trip(case: ForeignFile, settings: Settings, state: dict) -> Outcome:
     (y1,) = back.run(None, {back.get_inputs()[0].name: case.x})
     y0 = y0.reshape(len(y0), -1)
     if built.softmax_dropped:  # Nengo (and so the export) ends at the logits
-        y1 = np.exp(y1 - y1.max(-1, keepdims=True))
-        y1 /= y1.sum(-1, keepdims=True)
+        y1 = softmax(y1)
     diff = float(np.abs(y0 - y1.reshape(y0.shape)).max())
     ok = matched == len(before) and diff <= OUTPUT_ATOL + OUTPUT_RTOL * float(np.abs(y0).max())
     return Outcome(ok, f"{matched}/{len(before)} weight tensors back bit for bit; ONNX Runtime outputs differ "

@@ -32,7 +32,6 @@ import onnx
 
 from onnxlab.errors import InvalidArgument, SNNError
 from onnxlab.graph import attributes, evaluate_node, node_label, string_attribute, use_counts
-from onnxlab.snn import transforms
 from onnxlab.snn.description import Call, Environment, NetworkDescription, Var, Weight, evaluate
 from onnxlab.snn.neurons import NEURONS, NeuronOp
 
@@ -420,17 +419,14 @@ def _gather(b: Builder, node: onnx.NodeProto) -> None:
 
 
 
-def _pads_of(node: onnx.NodeProto, in_hw: tuple[int, ...], kernel: tuple[int, ...], strides: tuple[int, ...],
-             dilations: tuple[int, ...] | None = None) -> list[int]:
-    """ONNX pads (begin..., end...) of a Conv or pool, with ``auto_pad`` resolved."""
+def _pads_of(node: onnx.NodeProto, in_hw: tuple[int, ...], kernel: tuple[int, ...],
+             strides: tuple[int, ...]) -> list[int]:
+    """ONNX pads (begin..., end...) of an undilated Conv or pool, with ``auto_pad`` resolved."""
     auto_pad = string_attribute(node, "auto_pad", "NOTSET")
-    dilations = dilations or (1,) * len(kernel)
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        totals = [max((math.ceil(s / st) - 1) * st + (k - 1) * d + 1 - s, 0)
-                  for s, k, st, d in zip(in_hw, kernel, strides, dilations)]
-        small = [t // 2 for t in totals]
-        large = [t - t // 2 for t in totals]
-        return (small + large) if auto_pad == "SAME_UPPER" else (large + small)
+        pads = same_pads(in_hw, kernel, strides)  # SAME_UPPER; SAME_LOWER puts the larger half first
+        half = len(kernel)
+        return pads if auto_pad == "SAME_UPPER" else pads[half:] + pads[:half]
     if auto_pad == "VALID":
         return [0] * (2 * len(kernel))
     if auto_pad != "NOTSET":
@@ -609,7 +605,7 @@ def _split_13(b: Builder, node: onnx.NodeProto) -> None:
 
 # --------------------------------------------------------------------------- weighted ops
 
-def _conv_settings(b: Builder, node: onnx.NodeProto, src: Tensor, weight: np.ndarray) -> tuple[dict, list[int]]:
+def _conv_settings(node: onnx.NodeProto, src: Tensor, weight: np.ndarray) -> tuple[dict, list[int]]:
     attrs = attributes(node)
     if len(src.shape) != 3 or weight.ndim != 4:
         raise SNNError(f"{node_label(node)}: only 2-D convolutions are supported (input {src.shape})")
@@ -625,7 +621,8 @@ def _conv_settings(b: Builder, node: onnx.NodeProto, src: Tensor, weight: np.nda
 
 
 def same_pads(in_hw: tuple[int, ...], kernel: tuple[int, ...], strides: tuple[int, ...]) -> list[int]:
-    """The pads nengo.Convolution's 'same' padding uses (TensorFlow's SAME: extra padding at the end)."""
+    """ONNX pads (begin..., end...) of 'same' padding as nengo.Convolution and ONNX's SAME_UPPER make it
+    (TensorFlow's SAME: the extra element at the end)."""
     totals = [max((math.ceil(s / st) - 1) * st + k - s, 0) for s, k, st in zip(in_hw, kernel, strides)]
     return [t // 2 for t in totals] + [t - t // 2 for t in totals]
 
@@ -635,7 +632,7 @@ def _conv(b: Builder, node: onnx.NodeProto) -> None:
     """2-D convolution as ``nengo.Convolution`` ('valid' or 'same'); any other padding goes through a Pad first."""
     src = b.tensor(node.input[0], node)
     weight = b.const(node.input[1], node)
-    settings, pads = _conv_settings(b, node, src, weight)
+    settings, pads = _conv_settings(node, src, weight)
     kernel, strides = settings["kernel"], settings["strides"]
     if not any(pads):
         padding = "valid"

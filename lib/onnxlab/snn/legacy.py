@@ -15,7 +15,7 @@ from onnx import helper, numpy_helper
 
 from onnxlab.errors import SNNError
 from onnxlab.formats import ONNX_SNN_DOMAIN, finalize, unique_name
-from onnxlab.graph import FUNCTIONS_MIN_IR_VERSION, is_default_domain, taken_names
+from onnxlab.graph import FUNCTIONS_MIN_IR_VERSION, attributes, is_default_domain, taken_names
 from onnxlab.snn.neurons import NEURONS, install_functions
 from onnxlab.snn.simulation import Simulation
 from onnxlab.snn.to_snn import gain_bias
@@ -69,7 +69,7 @@ def upgrade(model: onnx.ModelProto | str | os.PathLike, *, max_rates: float = LE
     for node in legacy_nodes(upgraded):
         op = NEURONS[node.op_type]
         label = node.name or node.output[0]
-        stored = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        stored = attributes(node)
         unknown = sorted(set(stored) - set(op.attributes) - set(op.derived))
         if unknown:
             raise SNNError(f"node {label!r} ({node.op_type}) has attributes {', '.join(unknown)} "

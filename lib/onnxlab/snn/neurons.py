@@ -331,21 +331,15 @@ def install_functions(model: onnx.ModelProto) -> None:
     """Import the ONNX-SNN opset and add the rate function of every neuron op the graph uses.
 
     The functions are built for the ai.onnx opset the model imports (the model's opset is never
-    changed); functions of the ONNX-SNN domain already in the model are replaced by these, and every
-    neuron node's derived attributes are rewritten from its parameters so that they match.
+    changed); functions of the ONNX-SNN domain already in the model are replaced by these.
     """
     from onnxlab.formats import ONNX_SNN_OPSET
     from onnxlab.graph import check_opset_supported
 
     opset = check_opset_supported(model, "ONNX-SNN")
-    for node in neuron_nodes(model):
-        op = neuron(node.op_type)  # unknown op types fail here, by name
-        if op.derived:
-            stored = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-            params = op.parameters({k: v for k, v in stored.items() if k in op.attributes})
-            del node.attribute[:]
-            node.attribute.extend(helper.make_attribute(k, v) for k, v in op.node_attributes(params).items())
     used = sorted({n.op_type for n in neuron_nodes(model)})
+    for op_type in used:
+        neuron(op_type)  # unknown op types fail here, by name
     keep = [f for f in model.functions if f.domain != ONNX_SNN_DOMAIN]
     del model.functions[:]
     model.functions.extend(keep + [NEURONS[t].function(opset) for t in used])

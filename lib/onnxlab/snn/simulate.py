@@ -146,7 +146,8 @@ def simulate(model: NengoModel, x: np.ndarray, *, n_steps: int | None = None, mi
     return out
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
+def softmax(z: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis (what a dropped output Softmax would have computed)."""
     e = np.exp(z - z.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
 
@@ -181,7 +182,7 @@ def verify(model: onnx.ModelProto | str | os.PathLike, x: np.ndarray, *, rtol: f
     for name, values in nengo_out.items():
         ours = values[:, -1]
         if name in nengo_model.softmax_dropped:
-            ours = _softmax(ours)
+            ours = softmax(ours)
         report[name] = agreement = compare_outputs(ort_out[name], ours.reshape(ort_out[name].shape))
         if not agreement.within(atol=0.0, rtol=rtol):
             raise SNNError(f"output {name!r}: Nengo and ONNX Runtime differ by {agreement.max_abs_err:.3g} "
