@@ -51,11 +51,13 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 class Term:
     """One connection into a pending tensor: ``pre`` through ``transform`` (None = identity).
 
+    ``pre`` None is the constant 1: ``transform`` is then an (n, 1) column of constants (a bias), which
+    `build_neuron` folds into the ensemble's bias and anything else receives from the ``one`` node.
     Pure selections (``out[i] = pre[index[i]]``) also keep their ``index`` expression, so a
     following dense layer can absorb them.
     """
 
-    pre: Var
+    pre: Var | None
     transform: Any = None
     trainable: bool = False
     index: Any = None
@@ -78,6 +80,11 @@ class Tensor:
     def size(self) -> int:
         return int(np.prod(self.shape))
 
+    @property
+    def bias_terms(self) -> list[Term]:
+        """The pending constant terms (biases)."""
+        return [t for t in self.terms if t.pre is None]
+
     def alias(self, shape: tuple[int, ...]) -> "Tensor":
         """The same values under another per-sample shape (flat order unchanged)."""
         return Tensor(self.obj, tuple(int(s) for s in shape), self.terms, self.label)
@@ -87,8 +94,10 @@ class Builder:
     """State shared by the op builders while a network is described."""
 
     def __init__(self, model: onnx.ModelProto, weights: dict[str, np.ndarray], *, opset: int, rate: bool,
-                 max_pool: str, seed: int = 0, layer_synapse: float | None = None):
+                 max_pool: str, seed: int = 0, layer_synapse: float | None = None, fold_biases: bool = True):
         self.model = model
+        #: fold constant inputs of neuron layers into the ensembles' biases (`build_neuron`)
+        self.fold_biases = fold_biases
         #: lowpass time constant (s) of every connection out of a neuron layer (None: instantaneous)
         self.layer_synapse = layer_synapse
         self.opset = opset
@@ -194,8 +203,14 @@ class Builder:
         if src.obj is not None:
             self.net.connect(src.obj, post, synapse=self.synapse_from(src.obj))
         for term in src.terms:
-            self.net.connect(term.pre, post, term.transform, trainable=term.trainable,
-                             synapse=self.synapse_from(term.pre))
+            pre = self.one() if term.pre is None else term.pre
+            self.net.connect(pre, post, term.transform, trainable=term.trainable, synapse=self.synapse_from(pre))
+
+    def one(self) -> Var:
+        """The constant node (output 1) that feeds the biases no ensemble absorbs; made when first needed."""
+        if self._one is None:
+            self._one = self.net.assign("one", Call.of("nengo.Node", [1.0], label="one"))
+        return self._one
 
     def synapse_from(self, pre: Var) -> float | None:
         """The synapse of a connection from ``pre``: `layer_synapse` out of neurons, else none. Every path out
@@ -203,10 +218,8 @@ class Builder:
         return self.layer_synapse if pre.attribute == "neurons" else None
 
     def add_bias(self, out: Tensor, value: Any) -> None:
-        """Add a constant column (an (n, 1) expression, e.g. `transforms.bias_column`) from a constant node."""
-        if self._one is None:
-            self._one = self.net.assign("one", Call.of("nengo.Node", [1.0], label="one"))
-        self.add_term(out, self._one, value)
+        """Add a constant column (an (n, 1) expression, e.g. `transforms.bias_column`) to ``out``."""
+        out.terms.append(Term(None, value))
 
 
 # --------------------------------------------------------------------------- the registry
@@ -827,10 +840,14 @@ def build_neuron(b: Builder, node: onnx.NodeProto) -> None:
     gain_name, bias_name = node.input[1:3]
     for name in (gain_name, bias_name):
         _check_broadcast(node, b.const(name, node), src.shape)
+    bias = Call.of("broadcast_neurons", Weight(bias_name), src.shape)
+    columns = [t.transform for t in src.bias_terms]
+    if b.fold_biases and columns and len(columns) < len(src.terms):  # fold J = gain * (x + c) + bias into bias + gain * c
+        bias = Call.of("folded_bias", Weight(bias_name), Weight(gain_name), src.shape, columns)
+        src = Tensor(None, src.shape, [t for t in src.terms if t.pre is not None], src.label)
     ensemble = b.net.assign("ens", Call.of(
         "nengo.Ensemble", src.size, 1, neuron_type=Call.of(op.nengo_path, **params),
-        gain=Call.of("broadcast_neurons", Weight(gain_name), src.shape),
-        bias=Call.of("broadcast_neurons", Weight(bias_name), src.shape), label=label, seed=seed))
+        gain=Call.of("broadcast_neurons", Weight(gain_name), src.shape), bias=bias, label=label, seed=seed))
     b.feed(src, ensemble.neurons())
     b.ensembles[label] = ensemble
     b.tensors[node.output[0]] = Tensor(ensemble.neurons(), src.shape, label=label)

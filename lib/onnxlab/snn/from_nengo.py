@@ -13,7 +13,13 @@ of its incoming connections, each turned into ONNX ops by its transform:
 
 Input nodes become graph inputs, constant nodes become constants folded through their
 transforms (biases), passthrough nodes become sums, and ``Ensemble.neurons`` become ONNX-SNN
-neuron ops with the ensemble's gain and bias. Trained NengoDL parameters must first be written
+neuron ops with the ensemble's gain and bias.
+
+Biases that `to_nengo` folded into an ensemble (J = gain * (x + c) + bias built as gain * x + bias',
+bias' = bias + gain * c; `onnxlab.snn.to_nengo.to_nengo`'s ``fold_biases``) come back as that neuron op's
+bias input, bias', and the Conv / MatMul before it carries no bias of its own: the file computes the same J,
+and `to_nengo` rebuilds the same ensemble from it bit for bit. Biases from constant nodes into anything
+else (the output layer's) come back as an ``Add`` of one constant. Trained NengoDL parameters must first be written
 back into the network with ``sim.freeze_params(network)``.
 
 ONNX-SNN models are float32: NengoDL's (float32) parameters export bit for bit; parameters that

@@ -93,7 +93,7 @@ def _input_shape(value: onnx.ValueInfoProto) -> tuple[int, ...]:
 
 
 def describe(model: onnx.ModelProto | str | os.PathLike, *, rate: bool = False, max_pool: str = "average",
-             filtered_probes: bool = True, layer_synapses: bool = True) -> Description:
+             filtered_probes: bool = True, layer_synapses: bool = True, fold_biases: bool = True) -> Description:
     """Describe the Nengo network of an ONNX-SNN (or plain linear ONNX) model, without building it.
 
     Parameters are those of `to_nengo`.
@@ -112,7 +112,7 @@ def describe(model: onnx.ModelProto | str | os.PathLike, *, rate: bool = False, 
     weights = constants(source)
     simulation = Simulation.read(source)
     b = Builder(source, weights, opset=opset, rate=rate, max_pool=max_pool, seed=simulation.seed,
-                layer_synapse=simulation.layer_synapse if layer_synapses else None)
+                layer_synapse=simulation.layer_synapse if layer_synapses else None, fold_biases=fold_biases)
     graph_outputs = [o.name for o in source.graph.output]
     input_shapes, softmax_dropped = {}, set()
     for value in source.graph.input:
@@ -169,7 +169,8 @@ def describe(model: onnx.ModelProto | str | os.PathLike, *, rate: bool = False, 
 
 
 def to_nengo(model: onnx.ModelProto | str | os.PathLike, *, rate: bool = False,
-             max_pool: str = "average", filtered_probes: bool = True, layer_synapses: bool = True) -> NengoModel:
+             max_pool: str = "average", filtered_probes: bool = True, layer_synapses: bool = True,
+             fold_biases: bool = True) -> NengoModel:
     """Build a `nengo.Network` from an ONNX-SNN (or plain linear ONNX) model.
 
     Parameters
@@ -187,6 +188,12 @@ def to_nengo(model: onnx.ModelProto | str | os.PathLike, *, rate: bool = False,
     layer_synapses
         Filter every connection out of a neuron layer with the file's ``layer_synapse``
         (`onnxlab.snn.Simulation`), if it sets one; False builds the instantaneous network (`verify`).
+    fold_biases
+        Fold every constant that feeds a neuron layer (the Conv / Gemm / BatchNorm bias before it) into the
+        ensemble's bias: J = gain * (x + c) + bias = gain * x + (bias + gain * c). The network computes the same
+        and NengoDL no longer adds each bias through a connection from a constant node at every step. False
+        builds those connections, as onnxlab did before (for comparisons). Biases that feed no neurons (the
+        output layer's) always come from one constant node ``one``.
 
     Raises
     ------
@@ -195,7 +202,7 @@ def to_nengo(model: onnx.ModelProto | str | os.PathLike, *, rate: bool = False,
         model's opset.
     """
     described = describe(model, rate=rate, max_pool=max_pool, filtered_probes=filtered_probes,
-                         layer_synapses=layer_synapses)
+                         layer_synapses=layer_synapses, fold_biases=fold_biases)
     net = described.network
     network, objects = net.realize(described.weights)
     return NengoModel(network, {k: v.evaluate_in(objects) for k, v in net.inputs.items()}, described.input_shapes,

@@ -172,6 +172,19 @@ def broadcast_neurons(value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return broadcast_flat(np.asarray(value).astype(np.float64), shape)
 
 
+def folded_bias(bias: np.ndarray, gain: np.ndarray, shape: tuple[int, ...], columns: list[np.ndarray]) -> np.ndarray:
+    """An ensemble's bias with the constant input ``c`` (the sum of ``columns``) folded in: ``bias + gain * c``.
+
+    A neuron computes J = gain * (x + c) + bias = gain * x + (bias + gain * c), so the constant needs no
+    connection (NengoDL would add it, times the gain, at every step). Per neuron, flat, computed in float64 and
+    rounded to float32 — what NengoDL simulates and what an ONNX-SNN file stores — so that `from_nengo` writes it
+    back exactly.
+    """
+    constant = np.sum([np.asarray(c, np.float64).ravel() for c in columns], axis=0)
+    folded = broadcast_neurons(bias, shape) + broadcast_neurons(gain, shape) * constant
+    return folded.astype(np.float32).astype(np.float64)
+
+
 def batch_norm_gains(scale: np.ndarray, var: np.ndarray, eps: float, shape: tuple[int, ...]) -> np.ndarray:
     """Inference batch norm's per-element gains ``scale / sqrt(var + eps)`` over per-sample ``shape`` (C, ...)."""
     a = np.asarray(scale, np.float64) / np.sqrt(np.asarray(var, np.float64) + eps)
@@ -187,6 +200,6 @@ def batch_norm_offsets(scale: np.ndarray, offset: np.ndarray, mean: np.ndarray, 
 
 #: What a generated script imports from this module.
 SCRIPT_HELPERS = ("batch_norm_gains", "batch_norm_offsets", "bias_column", "broadcast_flat", "broadcast_neurons", "channel_bias",
-                  "concat_transform", "dense_after_selection", "load_weights", "pad_constant", "pad_index",
+                  "concat_transform", "dense_after_selection", "folded_bias", "load_weights", "pad_constant", "pad_index",
                   "pad_transform", "pool_transform", "reduce_mean_transform", "scale_transform",
                   "selection_transform", "split_index", "transpose_index", "transpose_transform")
