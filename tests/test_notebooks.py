@@ -43,6 +43,14 @@ CONTRACTS = {
                                                                       "torch.onnx (torchscript)", "torch.onnx (dynamo)",
                                                                       "snn2onnx"},
         tables=[], figures=["foreign_models"]),
+    "snn_vs_converter": dict(
+        columns={"model", "mode", "keras_accuracy", "converter_accuracy", "onnxlab_accuracy", "max_output_diff",
+                 "converter_connections", "onnxlab_connections", "converter_ms_per_image_simulate",
+                 "onnxlab_ms_per_image_simulate", "ratio_simulate", "ratio_nengo_dl_defaults"},
+        # rate mode: both paths compute the Keras network; from the same initial voltages they spike the same
+        invariant=lambda t: (t[t["mode"] == "rate"].converter_accuracy == t[t["mode"] == "rate"].onnxlab_accuracy).all()
+        and (t.max_output_diff <= 1e-4).all() and (t.onnxlab_connections <= t.converter_connections).all(),
+        tables=[], figures=["snn_vs_converter_accuracy", "snn_vs_converter_speed"]),
 }
 ids = [p.stem for p in NOTEBOOKS]
 

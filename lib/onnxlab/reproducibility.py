@@ -106,12 +106,31 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+#: The vector and matrix instruction-set extensions that change speed figures, as /proc/cpuinfo names them, in order.
+SPEED_RELEVANT_CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16",
+                            "amx_tile", "amx_int8", "amx_bf16")
+
+
+def cpu_extensions() -> list[str]:
+    """The `SPEED_RELEVANT_CPU_FLAGS` this CPU has (empty where /proc/cpuinfo cannot be read)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return [flag for flag in SPEED_RELEVANT_CPU_FLAGS if flag in flags]
+    except OSError:
+        pass
+    return []
+
+
 def machine_info() -> dict[str, Any]:
     """CPU model, core counts, memory and OS of this machine, and the thread-count settings."""
     import psutil
 
     return {
         "cpu": cpu_model(),
+        "cpu_extensions": cpu_extensions(),
         "logical_cores": os.cpu_count(),
         "physical_cores": psutil.cpu_count(logical=False),
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),

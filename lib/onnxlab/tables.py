@@ -57,7 +57,8 @@ def write_table(df: pd.DataFrame, name: str, results_dir: str | Path, *, title: 
     versions = metadata.get("versions", {})
     provenance = (
         f"Profile `{metadata['profile']}`, {metadata['date']}, {machine.get('cpu', '?')} "
-        f"({machine.get('logical_cores', '?')} logical cores), "
+        f"({machine.get('logical_cores', '?')} logical cores"
+        + (f"; {', '.join(machine['cpu_extensions'])}" if machine.get("cpu_extensions") else "") + "), "
         + ", ".join(f"{k} {v}" for k, v in versions.items() if v != "absent")
     )
     lines = [f"# {title}", "", to_markdown(df), ""]

@@ -1,0 +1,338 @@
+"""onnxlab's Keras -> ONNX -> ONNX-SNN -> Nengo path beside `nengo_dl.Converter` (Keras -> Nengo), same weights.
+
+Both paths start from one trained Keras model whose hidden activations are ReLU. The Converter swaps each ReLU
+for ``nengo.SpikingRectifiedLinear`` with ``scale_firing_rates``; onnxlab converts the model with `to_onnx`, then
+`to_snn` makes each ReLU a ``SpikingRectifiedLinear`` neuron op with gain ``scale`` and amplitude ``1 / scale``
+(the same firing-rate scaling), and `to_nengo` builds it. In rate mode both use ``nengo.RectifiedLinear``.
+
+`run_network` simulates either network in NengoDL the same way (same settings, minibatch, input presentation), so
+`compare_model` can time them interleaved, in one process, and compare their outputs. Outputs are read
+unfiltered and then low-pass filtered here, identically for both (`filtered_scores`).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from onnxlab.errors import InvalidArgument
+
+#: Output lowpass (s) applied to both paths' spiking outputs before reading the class (K4's synapse).
+OUTPUT_SYNAPSE = 0.1
+#: Simulation time step (s).
+DT = 0.001
+#: The NengoDL settings a path is timed under: onnxlab's `simulate` settings (greedy planner, inference only, no
+#: state kept between minibatches) and NengoDL's defaults (a trainable graph, the default planner).
+TIMING_SETTINGS = ("simulate", "nengo_dl_defaults")
+
+
+@dataclass(frozen=True)
+class Mode:
+    """How both networks are simulated: rate neurons, or spiking at a firing-rate ``scale`` (Hz per unit of
+    activation) with an optional lowpass ``layer_synapse`` (s) on every connection out of a neuron layer."""
+
+    spiking: bool
+    scale: float = 1.0
+    layer_synapse: float | None = None
+
+    @property
+    def label(self) -> str:
+        if not self.spiking:
+            return "rate"
+        synapse = "" if self.layer_synapse is None else f", layer synapse {self.layer_synapse * 1000:g} ms"
+        return f"spiking, scale {self.scale:g}{synapse}"
+
+
+@dataclass
+class Built:
+    """One path's network: what to feed and what to read."""
+
+    network: Any
+    input_node: Any
+    output_probe: Any
+
+
+# --------------------------------------------------------------------------- the comparison's Keras models
+
+def _keras():
+    from onnxlab.reproducibility import quiet
+
+    quiet()
+    from keras import Model, Sequential, layers
+
+    return Model, Sequential, layers
+
+
+def dense_net():
+    """784-64-32-10, ReLU hidden layers, logits out."""
+    _, Sequential, layers = _keras()
+    return Sequential([layers.Input((28, 28, 1), name="image"), layers.Flatten(),
+                       layers.Dense(64, activation="relu"), layers.Dense(32, activation="relu"), layers.Dense(10)],
+                      name="dense")
+
+
+def small_cnn(batch_norm: bool = False):
+    """conv 8@3x3 -> average pool 2 -> conv 16@3x3 stride 2 -> dense 10; with ``batch_norm``, each conv has no
+    bias and is followed by BatchNormalization before its ReLU."""
+    _, Sequential, layers = _keras()
+    stack: list = [layers.Input((28, 28, 1), name="image")]
+    for filters, strides in ((8, 1), (16, 2)):
+        if batch_norm:
+            stack += [layers.Conv2D(filters, 3, strides=strides, use_bias=False), layers.BatchNormalization(),
+                      layers.Activation("relu")]
+        else:
+            stack.append(layers.Conv2D(filters, 3, strides=strides, activation="relu"))
+        if filters == 8:
+            stack.append(layers.AveragePooling2D(2))
+    stack += [layers.Flatten(), layers.Dense(10)]
+    return Sequential(stack, name="cnn_bn" if batch_norm else "cnn")
+
+
+def small_residual(batch_norm: bool = False):
+    """conv 8@3x3 'same' -> conv 8@3x3 'same', their sum (Add) -> dense 10; with ``batch_norm``, BatchNormalization
+    between each bias-free conv and its ReLU."""
+    Model, _, layers = _keras()
+
+    def conv(x):
+        if batch_norm:
+            x = layers.BatchNormalization()(layers.Conv2D(8, 3, padding="same", use_bias=False)(x))
+            return layers.Activation("relu")(x)
+        return layers.Conv2D(8, 3, padding="same", activation="relu")(x)
+
+    image = layers.Input((28, 28, 1), name="image")
+    first = conv(image)
+    summed = layers.Add()([first, conv(first)])
+    return Model(image, layers.Dense(10)(layers.Flatten()(summed)), name="residual_bn" if batch_norm else "residual")
+
+
+def kim2021_cnn():
+    """Table K4's CNN with ReLU (`onnxlab.zoo.kim2021_snn_cnn`)."""
+    from onnxlab.zoo import kim2021_snn_cnn
+
+    return kim2021_snn_cnn("relu")
+
+
+#: name -> (description, Keras model builder)
+COMPARISON_MODELS: dict[str, tuple[str, Callable[[], Any]]] = {
+    "dense": ("dense 784-64-32-10", dense_net),
+    "cnn": ("CNN: conv 8 -> avg pool -> conv 16/2 -> dense 10", small_cnn),
+    "residual": ("residual: two conv 8 'same' + Add -> dense 10", small_residual),
+    "cnn_bn": ("CNN with BatchNormalization", lambda: small_cnn(batch_norm=True)),
+    "residual_bn": ("residual with BatchNormalization", lambda: small_residual(batch_norm=True)),
+    "kim2021": ("Table K4 CNN (Kim 2021): conv 32/64/128 -> dense 784 -> 10", kim2021_cnn),
+}
+
+
+# --------------------------------------------------------------------------- building both paths
+
+def build_converter(keras_model: Any, mode: Mode) -> Built:
+    """`nengo_dl.Converter` of ``keras_model``: ReLU -> RectifiedLinear, or SpikingRectifiedLinear at ``mode.scale``."""
+    import nengo
+
+    from onnxlab.reproducibility import import_nengo_dl
+
+    nengo_dl = import_nengo_dl()
+    # the Converter maps Keras' ReLU to nengo.RectifiedLinear(); this swap then replaces that neuron type
+    swap = {nengo.RectifiedLinear(): nengo.SpikingRectifiedLinear()} if mode.spiking else {}
+    converter = nengo_dl.Converter(keras_model, swap_activations=swap,
+                                   scale_firing_rates=mode.scale if mode.spiking else None,
+                                   synapse=mode.layer_synapse if mode.spiking else None, inference_only=True)
+    (input_node,) = converter.inputs.dict.values()
+    (probe,) = converter.outputs.dict.values()
+    return Built(converter.net, input_node, probe)
+
+
+def build_onnxlab(onnx_model: Any, mode: Mode, **to_nengo_options: Any) -> Built:
+    """``onnx_model`` (a ReLU network) through `to_snn` (SpikingRectifiedLinear, gain ``scale``, amplitude
+    ``1/scale``) and `to_nengo`; rate mode builds the rate twin, RectifiedLinear."""
+    from onnxlab.snn.simulation import Simulation
+    from onnxlab.snn.to_nengo import to_nengo
+    from onnxlab.snn.to_snn import to_snn
+
+    snn = to_snn(onnx_model, "SpikingRectifiedLinear", params={"amplitude": 1 / mode.scale}, gain=mode.scale,
+                 simulation=Simulation(dt=DT, layer_synapse=mode.layer_synapse if mode.spiking else None))
+    model = to_nengo(snn, rate=not mode.spiking, filtered_probes=False, **to_nengo_options)
+    (input_node,) = model.inputs.values()
+    (probe,) = model.outputs.values()
+    return Built(model.network, input_node, probe)
+
+
+def zero_initial_voltage(network: Any) -> None:
+    """Start every spiking neuron of ``network`` at voltage 0 (Nengo's default is uniform in [0, 1), drawn in
+    each network's own neuron order), so that two networks computing the same thing spike the same."""
+    import nengo
+
+    for ens in network.all_ensembles:
+        neuron = ens.neuron_type
+        if isinstance(neuron, nengo.SpikingRectifiedLinear):
+            ens.neuron_type = type(neuron)(amplitude=neuron.amplitude,
+                                           initial_state={"voltage": nengo.dists.Choice([0.0])})
+
+
+def object_counts(network: Any) -> dict[str, int]:
+    """Ensembles, nodes and connections of ``network`` (sub-networks included)."""
+    return {"ensembles": len(network.all_ensembles), "nodes": len(network.all_nodes),
+            "connections": len(network.all_connections)}
+
+
+# --------------------------------------------------------------------------- simulating
+
+class Runner:
+    """One path's NengoDL simulator, built once, run on image batches; time per image measured per call."""
+
+    def __init__(self, built: Built, settings: str, minibatch_size: int, n_steps: int):
+        from onnxlab.reproducibility import import_nengo_dl
+        from onnxlab.snn.simulate import SIMULATE_SETTINGS, dl_planner, dl_settings
+
+        if settings not in TIMING_SETTINGS:
+            raise InvalidArgument(f"settings must be one of {TIMING_SETTINGS}, got {settings!r}")
+        nengo_dl = import_nengo_dl()
+        self.built, self.n_steps, self.minibatch_size = built, n_steps, minibatch_size
+        self._settings = dl_settings(built.network, planner=dl_planner(), **SIMULATE_SETTINGS) \
+            if settings == "simulate" else None
+        if self._settings is not None:
+            self._settings.__enter__()
+        self.sim = nengo_dl.Simulator(built.network, dt=DT, minibatch_size=minibatch_size, progress_bar=False)
+
+    def run(self, x: np.ndarray) -> tuple[np.ndarray, float]:
+        """Outputs (N, n_steps, n_out) of images ``x`` (N, ...) presented for ``n_steps``; and seconds taken."""
+        n = len(x)
+        padded = -n % self.minibatch_size
+        flat = np.concatenate([x.reshape(n, -1), np.zeros((padded, int(np.prod(x.shape[1:]))), np.float32)])
+        data = np.repeat(flat[:, None, :].astype(np.float32), self.n_steps, axis=1)
+        start = time.perf_counter()
+        out = self.sim.predict({self.built.input_node: data}, verbose=0)[self.built.output_probe]
+        return out[:n], time.perf_counter() - start
+
+    def close(self) -> None:
+        self.sim.close()
+        if self._settings is not None:
+            self._settings.__exit__(None, None, None)
+
+
+def filtered_scores(outputs: np.ndarray, spiking: bool) -> np.ndarray:
+    """Class scores (N, n_out): the last step in rate mode; spiking, the last step after an `OUTPUT_SYNAPSE`
+    lowpass (what `onnxlab.snn.simulate` reads from a file's filtered probe)."""
+    if not spiking:
+        return outputs[:, -1]
+    import nengo
+
+    return nengo.Lowpass(OUTPUT_SYNAPSE).filt(outputs, axis=1, dt=DT, y0=0)[:, -1]
+
+
+def timed_pair(runners: dict[str, Runner], x: np.ndarray, repeats: int) -> dict[str, float]:
+    """Each runner's median milliseconds per image over ``repeats`` runs on ``x``, interleaved (A, B, A, B, ...)
+    after one warm-up minibatch each."""
+    for runner in runners.values():
+        runner.run(x[:runner.minibatch_size])
+    seconds: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(repeats):
+        for name, runner in runners.items():
+            seconds[name].append(runner.run(x)[1])
+    return {name: 1000 * float(np.median(s)) / len(x) for name, s in seconds.items()}
+
+
+def compare_model(keras_model: Any, onnx_model: Any, x: np.ndarray, y: np.ndarray, modes: Iterable[Mode], *,
+                  n_steps: int, minibatch_size: int, timed: Callable[[Mode], bool], n_timed: int, repeats: int,
+                  n_matched: int, progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """One row per mode: accuracies, max output difference, objects built, and ms per image for both paths.
+
+    Parameters
+    ----------
+    keras_model, onnx_model
+        The trained Keras model and its `to_onnx` conversion.
+    x, y
+        Test images (N, 28, 28, 1) and labels (N,): every mode's accuracy, both paths under `simulate`'s settings.
+    timed
+        Whether a mode is timed: on the first ``n_timed`` images, ``repeats`` interleaved runs per path (median),
+        under each of `TIMING_SETTINGS`.
+    n_matched
+        Images re-run from zero initial voltage on both paths for ``max_output_diff`` (spiking neurons start
+        at random voltages, drawn in each network's neuron order, which differs between the two).
+    """
+    keras_accuracy = float(np.mean(keras_model.predict(x, batch_size=500, verbose=0).argmax(-1) == y))
+    rows = []
+    for mode in modes:
+        steps = n_steps if mode.spiking else 1
+        built = {"converter": build_converter(keras_model, mode), "onnxlab": build_onnxlab(onnx_model, mode)}
+        row: dict[str, Any] = {"mode": mode.label, "spiking": mode.spiking,
+                               "firing_rate_scale": mode.scale if mode.spiking else None,
+                               "layer_synapse_s": mode.layer_synapse, "n_steps": steps,
+                               "keras_accuracy": keras_accuracy}
+        for name, b in built.items():
+            runner = Runner(b, "simulate", minibatch_size, steps)
+            try:
+                out, _ = runner.run(x)
+            finally:
+                runner.close()
+            row[f"{name}_accuracy"] = float(np.mean(filtered_scores(out, mode.spiking).argmax(-1) == y))
+        row["max_output_diff"] = _matched_difference(keras_model, onnx_model, mode, x[:n_matched], steps)
+        for name, b in built.items():
+            for kind, count in object_counts(b.network).items():
+                row[f"{name}_{kind}"] = count
+        if timed(mode):
+            for settings in TIMING_SETTINGS:
+                runners = {name: Runner(b, settings, minibatch_size, steps) for name, b in built.items()}
+                try:
+                    ms = timed_pair(runners, x[:n_timed], repeats)
+                finally:
+                    for runner in runners.values():
+                        runner.close()
+                for name in built:
+                    row[f"{name}_ms_per_image_{settings}"] = ms[name]
+                row[f"ratio_{settings}"] = ms["onnxlab"] / ms["converter"]
+        rows.append(row)
+        if progress:
+            progress(f"{mode.label}: converter {row['converter_accuracy']:.3f}, onnxlab {row['onnxlab_accuracy']:.3f}")
+    return rows
+
+
+def _matched_difference(keras_model: Any, onnx_model: Any, mode: Mode, x: np.ndarray, steps: int) -> float:
+    """Largest |converter - onnxlab| output over every step, both paths' neurons starting at voltage 0."""
+    outputs = []
+    for build in (lambda: build_converter(keras_model, mode), lambda: build_onnxlab(onnx_model, mode)):
+        built = build()
+        zero_initial_voltage(built.network)
+        runner = Runner(built, "simulate", len(x), steps)
+        try:
+            outputs.append(runner.run(x)[0])
+        finally:
+            runner.close()
+    return float(np.abs(outputs[0] - outputs[1]).max())
+
+
+def bias_folding_speedup(snn: Any, x: np.ndarray, y: np.ndarray, *, n_steps: int, minibatch_size: int,
+                         repeats: int = 1) -> dict[str, Any]:
+    """Spiking evaluation of an ONNX-SNN file (Table K4's) with the network `to_nengo` built before bias folding
+    (``fold_biases=False``) and the one it builds now, interleaved in this process.
+
+    Each run is one `onnxlab.snn.simulate.simulate` call on every image of ``x`` (Simulator build included, as
+    Table K4 times it), filtered output, class read at the last step.
+
+    Returns
+    -------
+    dict
+        Images, steps, median seconds before and after, the speed-up, both accuracies, the fraction of images
+        whose predicted class is the same, and the largest output difference.
+    """
+    from onnxlab.snn.simulate import simulate
+    from onnxlab.snn.to_nengo import to_nengo
+
+    seconds: dict[bool, list[float]] = {False: [], True: []}
+    scores: dict[bool, np.ndarray] = {}
+    for _ in range(repeats):
+        for fold in (False, True):
+            model = to_nengo(snn, fold_biases=fold)
+            start = time.perf_counter()
+            (out,) = simulate(model, x, n_steps=n_steps, filtered=True, minibatch_size=minibatch_size).values()
+            seconds[fold].append(time.perf_counter() - start)
+            scores.setdefault(fold, out[:, -1])
+    before, after = (float(np.median(seconds[f])) for f in (False, True))
+    return {"test_images": len(x), "n_steps": n_steps, "before_s": before, "after_s": after,
+            "speedup": before / after,
+            "accuracy_before": float(np.mean(scores[False].argmax(-1) == y)),
+            "accuracy_after": float(np.mean(scores[True].argmax(-1) == y)),
+            "identical_predictions": float(np.mean(scores[False].argmax(-1) == scores[True].argmax(-1))),
+            "max_output_diff": float(np.abs(scores[False] - scores[True]).max())}

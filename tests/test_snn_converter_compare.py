@@ -1,0 +1,67 @@
+"""onnxlab's path and nengo_dl.Converter built from the same Keras weights compute the same (the comparison's basis)."""
+import numpy as np
+import pytest
+
+from onnxlab.errors import InvalidArgument
+from onnxlab.snn.converter_compare import (COMPARISON_MODELS, Built, Mode, Runner, bias_folding_speedup,
+                                           build_converter, build_onnxlab, object_counts, zero_initial_voltage)
+
+pytest.importorskip("nengo_dl")
+RNG = np.random.default_rng(3)
+
+
+@pytest.fixture(scope="module")
+def residual_bn():
+    """The residual net with BatchNorm, with non-trivial BatchNorm statistics, and its ONNX conversion."""
+    import tensorflow as tf
+
+    from onnxlab import to_onnx
+
+    tf.random.set_seed(0)
+    model = COMPARISON_MODELS["residual_bn"][1]()
+    for layer in model.layers:
+        if layer.__class__.__name__ == "BatchNormalization":
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([RNG.uniform(0.5, 1.5, gamma.shape), RNG.normal(0, 0.1, beta.shape),
+                               RNG.normal(0, 0.1, mean.shape), RNG.uniform(0.5, 2, var.shape)])
+    x = RNG.uniform(0, 1, (6, 28, 28, 1)).astype(np.float32)
+    return model, to_onnx(model, x[:1]), x
+
+
+def _outputs(built: Built, x: np.ndarray, steps: int) -> np.ndarray:
+    runner = Runner(built, "simulate", len(x), steps)
+    try:
+        return runner.run(x)[0]
+    finally:
+        runner.close()
+
+
+@pytest.mark.parametrize("mode", [Mode(False), Mode(True, 100.0), Mode(True, 100.0, 0.005)], ids=lambda m: m.label)
+def test_both_paths_compute_the_same_from_the_same_initial_state(residual_bn, mode):
+    model, onnx_model, x = residual_bn
+    steps = 20 if mode.spiking else 1
+    converter, ours = build_converter(model, mode), build_onnxlab(onnx_model, mode)
+    for built in (converter, ours):
+        zero_initial_voltage(built.network)
+    a, b = _outputs(converter, x, steps), _outputs(ours, x, steps)
+    assert np.abs(a).max() > 0
+    np.testing.assert_allclose(b, a, atol=1e-5 * np.abs(a).max())
+    if not mode.spiking:  # and rate mode is the Keras network
+        np.testing.assert_allclose(b[:, -1], model.predict(x, verbose=0), atol=1e-4 * np.abs(a).max())
+    assert object_counts(ours.network)["connections"] < object_counts(converter.network)["connections"]
+
+
+def test_runner_refuses_unknown_settings(residual_bn):
+    _, onnx_model, _ = residual_bn
+    with pytest.raises(InvalidArgument, match="settings must be one of"):
+        Runner(build_onnxlab(onnx_model, Mode(False)), "fastest", 2, 1)
+
+
+def test_bias_folding_keeps_every_prediction(residual_bn):
+    from onnxlab.snn import to_snn
+
+    _, onnx_model, x = residual_bn
+    snn = to_snn(onnx_model, "LIF", params={"amplitude": 0.01}, max_rates=100, intercepts=0)
+    result = bias_folding_speedup(snn, x, np.zeros(len(x), int), n_steps=10, minibatch_size=3)
+    assert result["identical_predictions"] == 1.0 and result["max_output_diff"] <= 1e-5
+    assert result["before_s"] > 0 and result["after_s"] > 0
