@@ -197,8 +197,9 @@ class Builder:
         """Connect ``src`` into ``post``: a pending tensor's terms directly, a built one as identity.
 
         Only connections carrying ONNX weights (Conv, Gemm, MatMul) are trainable: structural
-        transforms and biases stay fixed in NengoDL, so training changes exactly what the ONNX
-        file stores as weights (plus the ensembles' own biases).
+        transforms and the biases left as connections (those feeding no neurons) stay fixed in NengoDL,
+        so training changes exactly what the ONNX file stores as weights, plus the ensembles' biases
+        (into which `build_neuron` folds the biases in front of them).
         """
         if src.obj is not None:
             self.net.connect(src.obj, post, synapse=self.synapse_from(src.obj))

@@ -261,28 +261,25 @@ def compare_model(keras_model: Any, onnx_model: Any, x: np.ndarray, y: np.ndarra
                                "firing_rate_scale": mode.scale if mode.spiking else None,
                                "layer_synapse_s": mode.layer_synapse, "n_steps": steps,
                                "keras_accuracy": keras_accuracy}
-        for name, b in built.items():
-            runner = Runner(b, "simulate", minibatch_size, steps)
+        for settings in TIMING_SETTINGS if timed(mode) else TIMING_SETTINGS[:1]:
+            runners = {name: Runner(b, settings, minibatch_size, steps) for name, b in built.items()}
             try:
-                out, _ = runner.run(x)
+                if timed(mode):
+                    ms = timed_pair(runners, x[:n_timed], repeats)
+                    for name in built:
+                        row[f"{name}_ms_per_image_{settings}"] = ms[name]
+                    row[f"ratio_{settings}"] = ms["onnxlab"] / ms["converter"]
+                if settings == "simulate":  # every accuracy comes from simulate's settings
+                    for name, runner in runners.items():
+                        out = runner.run(x)[0]
+                        row[f"{name}_accuracy"] = float(np.mean(filtered_scores(out, mode.spiking).argmax(-1) == y))
             finally:
-                runner.close()
-            row[f"{name}_accuracy"] = float(np.mean(filtered_scores(out, mode.spiking).argmax(-1) == y))
+                for runner in runners.values():
+                    runner.close()
         row["max_output_diff"] = _matched_difference(keras_model, onnx_model, mode, x[:n_matched], steps)
         for name, b in built.items():
             for kind, count in object_counts(b.network).items():
                 row[f"{name}_{kind}"] = count
-        if timed(mode):
-            for settings in TIMING_SETTINGS:
-                runners = {name: Runner(b, settings, minibatch_size, steps) for name, b in built.items()}
-                try:
-                    ms = timed_pair(runners, x[:n_timed], repeats)
-                finally:
-                    for runner in runners.values():
-                        runner.close()
-                for name in built:
-                    row[f"{name}_ms_per_image_{settings}"] = ms[name]
-                row[f"ratio_{settings}"] = ms["onnxlab"] / ms["converter"]
         rows.append(row)
         if progress:
             progress(f"{mode.label}: converter {row['converter_accuracy']:.3f}, onnxlab {row['onnxlab_accuracy']:.3f}")
