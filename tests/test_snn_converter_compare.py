@@ -65,3 +65,11 @@ def test_bias_folding_keeps_every_prediction(residual_bn):
     result = bias_folding_speedup(snn, x, np.zeros(len(x), int), n_steps=10, minibatch_size=3)
     assert result["identical_predictions"] == 1.0 and result["max_output_diff"] <= 1e-5
     assert result["before_s"] > 0 and result["after_s"] > 0
+
+
+def test_evaluation_seconds_by_neuron_times_every_case(residual_bn):
+    from onnxlab.snn.converter_compare import NEURON_TIME_CASES, evaluation_seconds_by_neuron
+
+    _, onnx_model, x = residual_bn
+    seconds = evaluation_seconds_by_neuron(onnx_model, x[:3], n_steps=5, minibatch_size=3)
+    assert list(seconds) == list(NEURON_TIME_CASES) and all(s > 0 for s in seconds.values())

@@ -333,3 +333,29 @@ def bias_folding_speedup(snn: Any, x: np.ndarray, y: np.ndarray, *, n_steps: int
             "accuracy_after": float(np.mean(scores[True].argmax(-1) == y)),
             "identical_predictions": float(np.mean(scores[False].argmax(-1) == scores[True].argmax(-1))),
             "max_output_diff": float(np.abs(scores[False] - scores[True]).max())}
+
+
+#: Neuron ops whose evaluation times `evaluation_seconds_by_neuron` compares, with their `to_snn` settings:
+#: Table K4's LIF, a spiking ReLU, and a rate ReLU (the linear part alone, plus the cheapest neuron step).
+NEURON_TIME_CASES: dict[str, dict[str, Any]] = {
+    "LIF": dict(neuron_type="LIF", params={"amplitude": 0.01}, max_rates=100, intercepts=0),
+    "SpikingRectifiedLinear": dict(neuron_type="SpikingRectifiedLinear", params={"amplitude": 0.01}, gain=100.0),
+    "RectifiedLinear": dict(neuron_type="RectifiedLinear"),
+}
+
+
+def evaluation_seconds_by_neuron(onnx_model: Any, x: np.ndarray, *, n_steps: int,
+                                 minibatch_size: int) -> dict[str, float]:
+    """Seconds of one spiking-style evaluation (`simulate`, ``n_steps`` per image) of the same network with each
+    neuron op of `NEURON_TIME_CASES`: how much of an evaluation the neuron step costs."""
+    from onnxlab.snn.simulate import simulate
+    from onnxlab.snn.to_nengo import to_nengo
+    from onnxlab.snn.to_snn import to_snn
+
+    seconds = {}
+    for name, settings in NEURON_TIME_CASES.items():
+        model = to_nengo(to_snn(onnx_model, **settings))
+        start = time.perf_counter()
+        simulate(model, x, n_steps=n_steps, minibatch_size=minibatch_size)
+        seconds[name] = time.perf_counter() - start
+    return seconds
