@@ -45,7 +45,7 @@ CONTRACTS = {
         tables=[], figures=["foreign_models"]),
     "snn_vs_converter": dict(
         columns={"model", "mode", "keras_accuracy", "converter_accuracy", "onnxlab_accuracy", "max_output_diff",
-                 "converter_connections", "onnxlab_connections", "converter_ms_per_image_simulate",
+                 "onnxlab_accuracy_min", "onnxlab_accuracy_max", "converter_connections", "onnxlab_connections", "converter_ms_per_image_simulate",
                  "onnxlab_ms_per_image_simulate", "ratio_simulate", "ratio_nengo_dl_defaults"},
         # rate mode: both paths compute the Keras network; from the same initial voltages they spike the same
         invariant=lambda t: (t[t["mode"] == "rate"].converter_accuracy == t[t["mode"] == "rate"].onnxlab_accuracy).all()
