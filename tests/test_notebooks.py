@@ -47,9 +47,11 @@ CONTRACTS = {
         columns={"model", "mode", "keras_accuracy", "converter_accuracy", "onnxlab_accuracy", "max_output_diff",
                  "onnxlab_accuracy_min", "onnxlab_accuracy_max", "converter_connections", "onnxlab_connections", "converter_ms_per_image_simulate",
                  "onnxlab_ms_per_image_simulate", "ratio_simulate", "ratio_nengo_dl_defaults"},
-        # rate mode: both paths compute the Keras network; from the same initial voltages they spike the same
+        # rate mode: both paths compute the Keras network (float32 rounding apart). Spiking outputs are not held
+        # to a tolerance here: summing in another order (channels-last vs -first) can move one spike by a step.
         invariant=lambda t: (t[t["mode"] == "rate"].converter_accuracy == t[t["mode"] == "rate"].onnxlab_accuracy).all()
-        and (t.max_output_diff <= 1e-4).all() and (t.onnxlab_connections <= t.converter_connections).all(),
+        and (t[t["mode"] == "rate"].max_output_diff <= 1e-4).all()
+        and (t.onnxlab_connections <= t.converter_connections).all(),
         tables=[], figures=["snn_vs_converter_accuracy", "snn_vs_converter_speed"]),
 }
 ids = [p.stem for p in NOTEBOOKS]
