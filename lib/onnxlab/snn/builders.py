@@ -843,7 +843,8 @@ def build_neuron(b: Builder, node: onnx.NodeProto) -> None:
         _check_broadcast(node, b.const(name, node), src.shape)
     bias = Call.of("broadcast_neurons", Weight(bias_name), src.shape)
     columns = [t.transform for t in src.bias_terms]
-    if b.fold_biases and columns and len(columns) < len(src.terms):  # fold J = gain * (x + c) + bias into bias + gain * c
+    if b.fold_biases and columns and len(columns) < len(src.terms):
+        # J = gain * (x + c) + bias = gain * x + (bias + gain * c): the constant c needs no connection
         bias = Call.of("folded_bias", Weight(bias_name), Weight(gain_name), src.shape, columns)
         src = Tensor(None, src.shape, [t for t in src.terms if t.pre is not None], src.label)
     ensemble = b.net.assign("ens", Call.of(

@@ -5,13 +5,14 @@ for ``nengo.SpikingRectifiedLinear`` with ``scale_firing_rates``; onnxlab conver
 `to_snn` makes each ReLU a ``SpikingRectifiedLinear`` neuron op with gain ``scale`` and amplitude ``1 / scale``
 (the same firing-rate scaling), and `to_nengo` builds it. In rate mode both use ``nengo.RectifiedLinear``.
 
-`run_network` simulates either network in NengoDL the same way (same settings, minibatch, input presentation), so
+`Runner` simulates either network in NengoDL the same way (same settings, minibatch, input presentation), so
 `compare_model` can time them interleaved, in one process, and compare their outputs. Outputs are read
 unfiltered and then low-pass filtered here, identically for both (`filtered_scores`).
 """
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -195,26 +196,24 @@ class Runner:
             raise InvalidArgument(f"settings must be one of {TIMING_SETTINGS}, got {settings!r}")
         nengo_dl = import_nengo_dl()
         self.built, self.n_steps, self.minibatch_size = built, n_steps, minibatch_size
-        self._settings = dl_settings(built.network, planner=dl_planner(), **SIMULATE_SETTINGS) \
-            if settings == "simulate" else None
-        if self._settings is not None:
-            self._settings.__enter__()
+        self._open = ExitStack()  # closed in reverse: the simulator, then the settings
+        if settings == "simulate":
+            self._open.enter_context(dl_settings(built.network, planner=dl_planner(), **SIMULATE_SETTINGS))
+        # not entered as a context (that would hold NengoDL's device scope open while the other path runs)
         self.sim = nengo_dl.Simulator(built.network, dt=DT, minibatch_size=minibatch_size, progress_bar=False)
+        self._open.callback(self.sim.close)
 
     def run(self, x: np.ndarray) -> tuple[np.ndarray, float]:
         """Outputs (N, n_steps, n_out) of images ``x`` (N, ...) presented for ``n_steps``; and seconds taken."""
-        n = len(x)
-        padded = -n % self.minibatch_size
-        flat = np.concatenate([x.reshape(n, -1), np.zeros((padded, int(np.prod(x.shape[1:]))), np.float32)])
-        data = np.repeat(flat[:, None, :].astype(np.float32), self.n_steps, axis=1)
+        from onnxlab.snn.simulate import presented
+
+        data = presented(x, self.n_steps, self.minibatch_size)
         start = time.perf_counter()
         out = self.sim.predict({self.built.input_node: data}, verbose=0)[self.built.output_probe]
-        return out[:n], time.perf_counter() - start
+        return out[:len(x)], time.perf_counter() - start
 
     def close(self) -> None:
-        self.sim.close()
-        if self._settings is not None:
-            self._settings.__exit__(None, None, None)
+        self._open.close()
 
 
 def filtered_scores(outputs: np.ndarray, spiking: bool) -> np.ndarray:
@@ -289,7 +288,8 @@ def compare_model(keras_model: Any, onnx_model: Any, x: np.ndarray, y: np.ndarra
                     if settings == "simulate":  # every accuracy comes from simulate's settings
                         for name, runner in runners.items():
                             out = runner.run(x)[0]
-                            accuracies[name].append(float(np.mean(filtered_scores(out, mode.spiking).argmax(-1) == y)))
+                            scores = filtered_scores(out, mode.spiking)
+                            accuracies[name].append(float(np.mean(scores.argmax(-1) == y)))
                 finally:
                     for runner in runners.values():
                         runner.close()

@@ -94,6 +94,14 @@ def single_input(model: NengoModel, x: np.ndarray, caller: str) -> tuple[Any, np
     return node, x
 
 
+def presented(x: np.ndarray, n_steps: int, minibatch_size: int) -> np.ndarray:
+    """NengoDL input data presenting each sample of ``x`` (N, ...) unchanged for ``n_steps`` steps: shape
+    (N', n_steps, prod(sample shape)), float32, zero samples appended up to a multiple N' of ``minibatch_size``."""
+    flat = np.asarray(x, np.float32).reshape(len(x), -1)
+    flat = np.concatenate([flat, np.zeros((-len(flat) % minibatch_size, flat.shape[1]), np.float32)])
+    return np.repeat(flat[:, None, :], n_steps, axis=1)
+
+
 def simulate(model: NengoModel, x: np.ndarray, *, n_steps: int | None = None, minibatch_size: int = 100,
              filtered: bool = False, progress_bar: bool = False,
              extra_probes: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
@@ -130,9 +138,7 @@ def simulate(model: NengoModel, x: np.ndarray, *, n_steps: int | None = None, mi
     node, x = single_input(model, x, "simulate")
     n_steps = n_steps or model.simulation.n_steps
     batch = min(minibatch_size, len(x))
-    padded = -len(x) % batch
-    data = np.concatenate([x.reshape(len(x), -1), np.zeros((padded, x[0].size), np.float32)])
-    data = np.repeat(data[:, None, :], n_steps, axis=1)
+    data = presented(x, n_steps, batch)
     probes = model.filtered_outputs if filtered else model.outputs
     tf.get_logger().setLevel("ERROR")
     with temporary_probes(model.network, extra_probes or {}) as extra, \
