@@ -86,3 +86,30 @@ KIM2021_WEIGHT_SHAPES: list[tuple[str, str, tuple[int, ...], tuple[int, ...]]] =
     ("dense 2 weight", "dense1.weight", (784, 10), (784, 10)),
     ("dense 2 bias", "bias4", (10,), (10,)),
 ]
+
+
+PARK2019 = ("Park 2019, \"ONNX for the spiking deep neural network\", MS thesis, Hansung University, Table 5-3 "
+            "(our Table P1)")
+
+#: Park 2019, Table 5-3 (our Table P1): MNIST test error rate (fraction) by (network, activation), in the most
+#: likely reading of a garbled text extraction (``shared/PAPERS.md``). The spiking rows are read as interleaved
+#: (LIF, SoftLIFRate) pairs per network; the non-spiking triples are assigned to the rows in the table's order
+#: (Tanh, Sigmoid, ReLU), with the floating "Sigmoid" label taken as misplaced: uncertain, said so in every table.
+PARK2019_ERROR_RATES: dict[tuple[str, str], float] = {
+    **{(net, "Tanh"): v for net, v in zip(("LeNet-1", "LeNet-4", "LeNet-5"), (0.0006, 0.0004, 0.0034))},
+    **{(net, "Sigmoid"): v for net, v in zip(("LeNet-1", "LeNet-4", "LeNet-5"), (0.0018, 0.0023, 0.0034))},
+    **{(net, "ReLU"): v for net, v in zip(("LeNet-1", "LeNet-4", "LeNet-5"), (0.0006, 0.0006, 0.0006))},
+    **{(net, "LIF"): v for net, v in zip(("LeNet-1", "LeNet-4", "LeNet-5"), (0.0171, 0.0332, 0.0358))},
+    **{(net, "SoftLIFRate"): v for net, v in zip(("LeNet-1", "LeNet-4", "LeNet-5"), (0.0103, 0.0109, 0.0107))},
+}
+
+#: Park 2019's training settings for Table 5-3: learning rate, epochs, batch size (the optimizer is not named).
+PARK2019_TRAINING = {"learning_rate": 0.01, "epochs": 100, "batch_size": 200}
+
+#: LeCun, Bottou, Bengio, Haffner 1998, "Gradient-based learning applied to document recognition": MNIST test
+#: error rates of the LeNets (tanh-like squashing, no distortions).
+LECUN1998_ERROR_RATES: dict[str, float] = {"LeNet-1": 0.017, "LeNet-4": 0.011, "LeNet-5": 0.0095}
+
+#: Hunsberger & Eliasmith 2015, "Spiking deep networks with LIF neurons": spiking LIF network on MNIST (a larger
+#: network than the LeNets), test error rate.
+HUNSBERGER2015_LIF_ERROR_RATE = 0.0088

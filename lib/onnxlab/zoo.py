@@ -145,9 +145,11 @@ def dnn(hidden: tuple[int, ...] = (512, 512), dropout: float = 0.2):
     return model
 
 
-def _lenet(name: str, maps: tuple[int, int], hidden: tuple[int, ...], activation: str, first_padding: str = "valid"):
+def _lenet(name: str, maps: tuple[int, int], hidden: tuple[int, ...], activation: str | Callable,
+           first_padding: str = "valid", logits: bool = False):
     """The LeNet family: conv ``maps[0]``@5x5 → avgpool 2 → conv ``maps[1]``@5x5 → avgpool 2 → flatten →
-    dense ``hidden`` (each with ``activation``) → dense 10 softmax. Input (N, 28, 28, 1)."""
+    dense ``hidden`` (each with ``activation``) → dense 10 softmax (or logits, if ``logits``).
+    Input (N, 28, 28, 1)."""
     from onnxlab.reproducibility import quiet
 
     quiet()
@@ -161,36 +163,36 @@ def _lenet(name: str, maps: tuple[int, int], hidden: tuple[int, ...], activation
         layers.AveragePooling2D(2),
         layers.Flatten(),
         *(layers.Dense(width, activation=activation) for width in hidden),
-        layers.Dense(10, activation="softmax"),
+        layers.Dense(10, activation=None if logits else "softmax"),
     ], name=name)
 
 
-def lenet1(activation: str = "tanh"):
+def lenet1(activation: str | Callable = "tanh", logits: bool = False):
     """LeNet-1 (LeCun et al. 1998) on 28x28 MNIST.
 
     conv 4@5x5 (24x24) → avgpool 2 (12x12) → conv 12@5x5 (8x8) → avgpool 2 (4x4) → dense 10 softmax.
     ``activation`` follows each convolution (LeCun used tanh). Input (N, 28, 28, 1); 3 246 parameters
     (104 + 1 212 + 1 930; every conv-2 map sees all 4 conv-1 maps).
     """
-    return _lenet("LeNet-1", (4, 12), (), activation)
+    return _lenet("LeNet-1", (4, 12), (), activation, logits=logits)
 
 
-def lenet4(activation: str = "tanh"):
+def lenet4(activation: str | Callable = "tanh", logits: bool = False):
     """LeNet-4 (LeCun et al. 1998) on 28x28 MNIST.
 
     conv 4@5x5 (24x24) → avgpool 2 → conv 16@5x5 (8x8) → avgpool 2 (4x4) → dense 120 → dense 10 softmax.
     Input (N, 28, 28, 1).
     """
-    return _lenet("LeNet-4", (4, 16), (120,), activation)
+    return _lenet("LeNet-4", (4, 16), (120,), activation, logits=logits)
 
 
-def lenet5(activation: str = "tanh"):
+def lenet5(activation: str | Callable = "tanh", logits: bool = False):
     """LeNet-5 (LeCun et al. 1998) on 28x28 MNIST.
 
     conv 6@5x5 'same' (28x28, as LeCun's 32x32 input gives) → avgpool 2 → conv 16@5x5 (10x10) →
     avgpool 2 (5x5) → dense 120 → dense 84 → dense 10 softmax. Input (N, 28, 28, 1).
     """
-    return _lenet("LeNet-5", (6, 16), (120, 84), activation, first_padding="same")
+    return _lenet("LeNet-5", (6, 16), (120, 84), activation, first_padding="same", logits=logits)
 
 
 def residual_cnn():
@@ -344,8 +346,9 @@ DL_MODELS: dict[str, DLSpec] = {spec.name: spec for spec in (
 
 
 def train_mnist(model, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int = 128,
-                learning_rate: float = 1e-3, seed: int = 0, from_logits: bool | None = None):
-    """Train a Keras classifier on MNIST with Adam and sparse cross-entropy.
+                learning_rate: float = 1e-3, seed: int = 0, from_logits: bool | None = None,
+                optimizer: str = "adam", schedule: str = "constant", progress: str | None = None):
+    """Train a Keras classifier on MNIST with sparse cross-entropy (Adam at a constant rate by default).
 
     Parameters
     ----------
@@ -355,6 +358,11 @@ def train_mnist(model, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size:
         Integer labels, shape (N,).
     from_logits
         Whether the model outputs logits; by default, True unless its last layer applies softmax.
+    optimizer, schedule
+        Names in `onnxlab.training.optimizers` and `onnxlab.training.schedules` (the schedule spans all
+        ``epochs``), with the initial ``learning_rate``.
+    progress
+        If given, print one line per epoch (loss, accuracy) prefixed with it (`onnxlab.training.epoch_logger`).
 
     Returns
     -------
@@ -363,9 +371,16 @@ def train_mnist(model, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size:
     import keras
     import tensorflow as tf
 
+    from onnxlab.training import epoch_logger, optimizers, schedules
+
+    for name, value, known in (("optimizer", optimizer, optimizers()), ("schedule", schedule, schedules())):
+        if value not in known:
+            raise InvalidArgument(f"train_mnist: unknown {name} {value!r}; known: {', '.join(known)}")
     if from_logits is None:
         from_logits = getattr(model.layers[-1], "activation", None) is not keras.activations.softmax
     tf.random.set_seed(seed)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+    steps = epochs * -(-len(x) // batch_size)
+    model.compile(optimizer=optimizers()[optimizer](schedules()[schedule](learning_rate, steps)),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits), metrics=["accuracy"])
-    return model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True)
+    callbacks = [epoch_logger(progress, epochs)] if progress else []
+    return model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True, callbacks=callbacks)

@@ -9,26 +9,9 @@ from typing import Any, Callable
 import numpy as np
 
 from onnxlab.errors import SNNError
+from onnxlab.training import epoch_logger, optimizers, schedules
 from onnxlab.snn.simulate import dl_planner, dl_settings, single_input, temporary_probes
 from onnxlab.snn.to_nengo import NengoModel
-
-
-def optimizers() -> dict[str, Callable[..., Any]]:
-    """Optimizer name -> Keras optimizer class, for `train_classifier`."""
-    import tensorflow as tf
-
-    return {"adam": tf.optimizers.Adam, "rmsprop": tf.optimizers.RMSprop, "sgd": tf.optimizers.SGD}
-
-
-def schedules() -> dict[str, Callable[[float, int], Any]]:
-    """Schedule name -> (initial learning rate, total steps) -> learning rate or Keras schedule."""
-    import tensorflow as tf
-
-    return {
-        "constant": lambda lr, steps: lr,
-        # cosine decay to zero over the whole run: large steps early, fine ones at the end
-        "cosine": lambda lr, steps: tf.keras.optimizers.schedules.CosineDecay(lr, steps),
-    }
 
 
 #: Default smoothing of the LIF rate curve in training (NengoDL ``lif_smoothing``): the exact curve's infinite
@@ -85,7 +68,7 @@ class TrainingRun:
 def train_classifier(model: NengoModel, x: np.ndarray, y: np.ndarray, *, epochs: int, minibatch_size: int = 200,
                      optimizer: str = "rmsprop", learning_rate: float = 1e-3, schedule: str = "constant",
                      lif_smoothing: float | None = LIF_SMOOTHING, rate_floor_hz: float | None = None,
-                     rate_floor_weight: float = 1.0, seed: int = 0) -> TrainingRun:
+                     rate_floor_weight: float = 1.0, seed: int = 0, progress: str | None = None) -> TrainingRun:
     """Train ``model`` in NengoDL on labelled samples, one simulation step per sample, and keep the weights.
 
     NengoDL trains spiking neurons through their rate approximation; the trained parameters are
@@ -111,6 +94,8 @@ def train_classifier(model: NengoModel, x: np.ndarray, y: np.ndarray, *, epochs:
         split evenly over the ensembles).
         A neuron at a few Hz is the spiking network's main error in a short simulation: in 30 ms it fires once
         or not at all. None (default) trains on the classification loss alone.
+    progress
+        If given, print one line per epoch (loss) prefixed with it (`onnxlab.training.epoch_logger`).
 
     Returns
     -------
@@ -157,7 +142,9 @@ def train_classifier(model: NengoModel, x: np.ndarray, y: np.ndarray, *, epochs:
         started = time.perf_counter()
         with warnings.catch_warnings():  # about the synapse-filtered probes; the loss reads unfiltered outputs
             warnings.filterwarnings("ignore", message="Running for one timestep")
-            history = sim.fit({node: x.reshape(len(x), 1, -1)}, targets, epochs=epochs, verbose=0)
+            callbacks = [epoch_logger(progress, epochs)] if progress else []
+            history = sim.fit({node: x.reshape(len(x), 1, -1)}, targets, epochs=epochs, verbose=0,
+                              callbacks=callbacks)
         seconds = time.perf_counter() - started
         sim.freeze_params(model.network)
     return TrainingRun([float(v) for v in history.history["loss"]], seconds, optimizer, learning_rate, schedule,

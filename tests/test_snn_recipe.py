@@ -1,0 +1,100 @@
+"""The spiking training recipe shared by Tables K4 and P1: settings checked, each stage doing what it says."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from onnxlab.errors import SNNError
+from onnxlab.snn.recipe import SpikingRecipe
+
+pytest.importorskip("nengo_dl")
+
+
+@pytest.fixture(scope="module")
+def mnist_subset():
+    from onnxlab.data import load_mnist, mnist_as_float
+
+    data = load_mnist(n_train=400, n_test=100)
+    return (mnist_as_float(data.x_train), data.y_train.astype(np.int64), mnist_as_float(data.x_test),
+            data.y_test.astype(np.int64))
+
+
+def _lenet1(activation):
+    from onnxlab.zoo import lenet1
+
+    return lenet1(activation, logits=True)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(neuron="Izhikevich"), "neuron must be one of LIF, SoftLIFRate, got 'Izhikevich'"),
+    (dict(epochs=0), "keras_pretrain_epochs must be >= 0 and epochs >= 1, got 6 and 0"),
+    (dict(neuron="SoftLIFRate", lif_smoothing=None), "SoftLIFRate needs lif_smoothing"),
+])
+def test_bad_recipe_settings(kwargs, message):
+    with pytest.raises(SNNError, match=message):
+        SpikingRecipe(**kwargs)
+
+
+def test_neuron_parameters_follow_the_neuron():
+    assert SpikingRecipe().neuron_params() == {"amplitude": 0.01}
+    soft = SpikingRecipe(neuron="SoftLIFRate", lif_smoothing=0.02)
+    assert soft.neuron_params() == {"amplitude": 0.01, "sigma": 0.02} and not soft.spiking
+    assert soft.settings["neuron"] == "SoftLIFRate" and soft.replace(seed=3).seed == 3
+
+
+def test_pretrained_file_computes_the_keras_rate_network(mnist_subset):
+    """Keras trained through the LIF rate curve; the ONNX-SNN file's rate approximation (ONNX Runtime) is that
+    network: same predictions on every test image."""
+    from onnxlab.lenet_activations import onnxruntime_labels
+    from onnxlab.snn.recipe import pretrain_snn
+    from onnxlab.snn.simulation import Simulation
+
+    x, y, x_test, y_test = mnist_subset
+    recipe = SpikingRecipe(keras_pretrain_epochs=4, keras_learning_rate=3e-3, keras_schedule="cosine")
+    pretrained = pretrain_snn(_lenet1, recipe, x, y, simulation=Simulation(n_steps=7), x_eval=x_test,
+                              y_eval=y_test)
+    onnx.checker.check_model(pretrained.snn, full_check=True)
+    ops = [n.op_type for n in pretrained.snn.graph.node if n.domain == "org.onnxlab.snn"]
+    assert ops == ["LIF", "LIF"] and pretrained.seconds > 0
+    ort_accuracy = float(np.mean(onnxruntime_labels(pretrained.snn, x_test) == y_test))
+    assert ort_accuracy == pytest.approx(pretrained.keras_accuracy, abs=0.011)  # at most one image of 100 flips
+    assert pretrained.keras_accuracy > 0.3  # it learned something in 4 epochs of 400 images
+    untrained = pretrain_snn(_lenet1, recipe.replace(keras_pretrain_epochs=0), x, y, simulation=Simulation())
+    assert untrained.keras_accuracy is None and untrained.seconds == 0
+
+
+@pytest.mark.parametrize("neuron, n_steps", [("LIF", 12), ("SoftLIFRate", 1)])
+def test_train_evaluate_round_trip(mnist_subset, tmp_path, neuron, n_steps):
+    """The whole recipe on 400 images: NengoDL lowers the loss; LIF is scored at every step, SoftLIFRate from one;
+    the exported file rebuilds the same network (parameters equal, predictions equal)."""
+    from onnxlab.snn.recipe import evaluate, is_spiking, round_trip, train_snn
+    from onnxlab.snn.simulation import Simulation
+
+    x, y, x_test, y_test = mnist_subset
+    recipe = SpikingRecipe(neuron=neuron, keras_pretrain_epochs=1, epochs=2, minibatch_size=100,
+                           learning_rate=1e-3)
+    trained = train_snn(_lenet1, recipe, x, y, simulation=Simulation(n_steps=12))
+    assert len(trained.training.loss) == 2 and trained.training.loss[1] < trained.training.loss[0]
+    assert is_spiking(trained.model) == (neuron == "LIF")
+    before = evaluate(trained.model, x_test, y_test, minibatch_size=50)
+    assert before.per_step.shape == (n_steps,) and before.labels.shape == (100,)
+    assert before.error_rate == pytest.approx(1 - np.mean(before.labels == y_test))
+    trip = round_trip(trained.model, tmp_path / "trained.onnx", name="lenet1-trained")
+    assert trip.path.is_file() and trip.max_weight_abs_diff == 0.0
+    after = evaluate(trip.model, x_test, y_test, minibatch_size=50)
+    np.testing.assert_array_equal(after.labels, before.labels)
+    np.testing.assert_array_equal(after.per_step, before.per_step)
+
+
+def test_train_mnist_reports_each_epoch_and_rejects_unknown_names(mnist_subset, capsys):
+    from onnxlab.errors import InvalidArgument
+    from onnxlab.zoo import train_mnist
+
+    x, y, _, _ = mnist_subset
+    train_mnist(_lenet1("relu"), x[:200], y[:200], epochs=2, schedule="cosine", progress="LeNet-1")
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["LeNet-1 epoch 1/2", "LeNet-1 epoch 2/2"]
+    assert "loss" in lines[0] and "accuracy" in lines[0]
+    with pytest.raises(InvalidArgument, match="unknown optimizer 'lbfgs'; known: adam, rmsprop, sgd"):
+        train_mnist(_lenet1("relu"), x, y, epochs=1, optimizer="lbfgs")
