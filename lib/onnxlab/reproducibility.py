@@ -141,6 +141,27 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def notebook_parameters(namespace: dict[str, Any], before: set[str]) -> dict[str, Any]:
+    """The parameters a notebook ran with: every name its parameters cell (and papermill's injected cell) defined.
+
+    Parameters
+    ----------
+    namespace
+        The notebook's ``globals()`` after the parameters cell.
+    before
+        ``set(globals())`` taken in a cell before the parameters cell.
+
+    Returns
+    -------
+    dict
+        Name -> value, for the names added since ``before`` that hold plain data (numbers, strings, None, lists,
+        tuples, dicts), in definition order; so a table's JSON records the parameters without retyping them.
+    """
+    plain = (bool, int, float, str, type(None), list, tuple, dict)
+    return {name: value for name, value in namespace.items()
+            if name not in before and not name.startswith("_") and isinstance(value, plain)}
+
+
 def run_metadata(profile: str, parameters: dict[str, Any] | None = None,
                  started: float | None = None) -> dict[str, Any]:
     """Everything a table should record about the run that produced it.
