@@ -23,3 +23,14 @@ def test_write_table_writes_csv_markdown_and_provenance(tmp_path):
 def test_markdown_has_one_row_per_record():
     md = to_markdown(pd.DataFrame({"a": [1, 2, 3]}))
     assert md.count("\n") == 4
+
+
+def test_notebook_parameters_are_the_names_the_parameters_cell_defined():
+    from onnxlab.reproducibility import notebook_parameters
+
+    namespace = {"np": np, "existing": 1}
+    before = set(namespace)
+    namespace.update(profile="smoke", n_train=None, scales=[10.0, 100.0], rate=0.01, _hidden=2, existing=5,
+                     helper=lambda: None)
+    assert notebook_parameters(namespace, before) == {"profile": "smoke", "n_train": None, "scales": [10.0, 100.0],
+                                                      "rate": 0.01}
