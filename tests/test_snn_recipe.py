@@ -98,3 +98,19 @@ def test_train_mnist_reports_each_epoch_and_rejects_unknown_names(mnist_subset, 
     assert "loss" in lines[0] and "accuracy" in lines[0]
     with pytest.raises(InvalidArgument, match="unknown optimizer 'lbfgs'; known: adam, rmsprop, sgd"):
         train_mnist(_lenet1("relu"), x, y, epochs=1, optimizer="lbfgs")
+
+
+def test_train_mnist_shift_augmentation_changes_what_is_learned(mnist_subset):
+    """Same seed, same data: shifted images give other weights than unshifted ones; a negative shift is refused."""
+    from onnxlab.errors import InvalidArgument
+    from onnxlab.zoo import train_mnist
+
+    x, y, _, _ = mnist_subset
+    plain, shifted = _lenet1("relu"), _lenet1("relu")
+    shifted.set_weights(plain.get_weights())
+    history = train_mnist(shifted, x, y, epochs=2, shift_pixels=2.0)
+    train_mnist(plain, x, y, epochs=2)
+    assert len(history.history["loss"]) == 2
+    assert max(np.abs(a - b).max() for a, b in zip(plain.get_weights(), shifted.get_weights())) > 1e-3
+    with pytest.raises(InvalidArgument, match="shift_pixels must be >= 0, got -1"):
+        train_mnist(plain, x, y, epochs=1, shift_pixels=-1)

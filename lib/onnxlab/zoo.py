@@ -347,7 +347,8 @@ DL_MODELS: dict[str, DLSpec] = {spec.name: spec for spec in (
 
 def train_mnist(model, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int = 128,
                 learning_rate: float = 1e-3, seed: int = 0, from_logits: bool | None = None,
-                optimizer: str = "adam", schedule: str = "constant", progress: str | None = None):
+                optimizer: str = "adam", schedule: str = "constant", shift_pixels: float = 0.0,
+                progress: str | None = None):
     """Train a Keras classifier on MNIST with sparse cross-entropy (Adam at a constant rate by default).
 
     Parameters
@@ -361,6 +362,9 @@ def train_mnist(model, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size:
     optimizer, schedule
         Names in `onnxlab.training.optimizers` and `onnxlab.training.schedules` (the schedule spans all
         ``epochs``), with the initial ``learning_rate``.
+    shift_pixels
+        Data augmentation: each training image is shifted by a random offset of up to this many pixels
+        vertically and horizontally (zero fill), drawn anew every epoch. 0 (default): the images as they are.
     progress
         If given, print one line per epoch (loss, accuracy) prefixed with it (`onnxlab.training.epoch_logger`).
 
@@ -383,4 +387,13 @@ def train_mnist(model, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size:
     model.compile(optimizer=optimizers()[optimizer](schedules()[schedule](learning_rate, steps)),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits), metrics=["accuracy"])
     callbacks = [epoch_logger(progress, epochs)] if progress else []
-    return model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True, callbacks=callbacks)
+    if shift_pixels < 0:
+        raise InvalidArgument(f"train_mnist: shift_pixels must be >= 0, got {shift_pixels}")
+    if not shift_pixels:
+        return model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True, callbacks=callbacks)
+    shift = keras.layers.RandomTranslation(shift_pixels / x.shape[1], shift_pixels / x.shape[2],
+                                           fill_mode="constant", seed=seed)
+    batches = (tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed).batch(batch_size)
+               .map(lambda images, labels: (shift(images, training=True), labels),
+                    num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
+    return model.fit(batches, epochs=epochs, verbose=0, callbacks=callbacks)

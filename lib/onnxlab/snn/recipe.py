@@ -50,9 +50,10 @@ class SpikingRecipe:
     amplitude, max_rate, intercept
         The neurons' output scale, firing rate (spikes/s) at input 1, and input at which they start firing
         (as NengoDL's spiking MNIST example: 0.01, 100, 0).
-    keras_pretrain_epochs, keras_learning_rate, keras_batch_size, keras_schedule
+    keras_pretrain_epochs, keras_learning_rate, keras_batch_size, keras_schedule, keras_shift_pixels
         Keras pre-training with the neuron's rate curve as activation (Adam; ``keras_schedule`` a name in
-        `onnxlab.training.schedules`); 0 epochs: NengoDL trains from the Keras network's initial weights.
+        `onnxlab.training.schedules`; images randomly shifted by up to ``keras_shift_pixels``, see
+        `onnxlab.zoo.train_mnist`); 0 epochs: NengoDL trains from the Keras network's initial weights.
     epochs, minibatch_size, optimizer, learning_rate, lr_schedule
         NengoDL training (`onnxlab.snn.train.train_classifier`).
     lif_smoothing
@@ -72,6 +73,7 @@ class SpikingRecipe:
     keras_learning_rate: float = 1e-3
     keras_batch_size: int = 128
     keras_schedule: str = "constant"
+    keras_shift_pixels: float = 0.0
     epochs: int = 1
     minibatch_size: int = 200
     optimizer: str = "rmsprop"
@@ -256,7 +258,8 @@ def pretrain_snn(build_keras: Callable[[Any], Any], recipe: SpikingRecipe, x_tra
         started = time.perf_counter()
         train_mnist(keras_model, x_train, y_train, epochs=recipe.keras_pretrain_epochs,
                     batch_size=recipe.keras_batch_size, learning_rate=recipe.keras_learning_rate, seed=recipe.seed,
-                    schedule=recipe.keras_schedule, from_logits=True, progress=progress)
+                    schedule=recipe.keras_schedule, shift_pixels=recipe.keras_shift_pixels, from_logits=True,
+                    progress=progress)
         seconds = time.perf_counter() - started
         if x_eval is not None:
             accuracy = keras_accuracy(keras_model, x_eval, y_eval)
