@@ -29,7 +29,8 @@ CONTRACTS = {
         columns={"model", "accuracy_before", "accuracy_after", "max_weight_abs_diff", "paper_accuracy_before",
                  "paper_accuracy_after"},
         invariant=lambda t: (t.max_weight_abs_diff == 0).all() and (t.identical_predictions == 1).all()
-        and (t.accuracy_before == t.accuracy_after).all(),
+        and (t.accuracy_before == t.accuracy_after).all() and (t.training_seeds == 2).all()
+        and (t.accuracy_seed_min <= t.accuracy_before).all() and (t.accuracy_before <= t.accuracy_seed_max).all(),
         tables=["snn_weight_shapes", "snn_forward"], figures=["snn_accuracy_vs_steps", "snn_spike_raster"]),
     "model_classification": dict(
         columns={"source", "expected", "models", "ML", "DL", "SNN", "error", "correct", "paper_rule_correct"},
