@@ -23,15 +23,13 @@ import numpy as np
 
 from onnxlab.cache import arrays_digest, cache_entry
 from onnxlab.errors import InvalidArgument
-from onnxlab.snn.recipe import RECIPE_NEURONS, SpikingRecipe
+from onnxlab.snn.recipe import PREDICT_BATCH, RECIPE_NEURONS, SpikingRecipe
 from onnxlab.snn.simulation import Simulation
 
 #: Cache kind (folder under the cache root) of Table P1's cells.
 CACHE_KIND = "activation_error_rates"
 #: File name of a cell's trained model inside its cache folder.
 MODEL_FILE = "model.onnx"
-#: Images per ONNX Runtime / Keras prediction batch.
-PREDICT_BATCH = 500
 
 
 def _networks() -> dict[str, Callable[..., Any]]:
