@@ -31,11 +31,10 @@ TINY = TableSettings(keras_epochs=1, recipe=SpikingRecipe(keras_pretrain_epochs=
 def test_each_network_converts_with_each_activation(network, data):
     """Keras → ONNX equal to Keras (1e-5) for the non-spiking rows; → ONNX-SNN valid for the neuron rows."""
     from onnxlab import to_onnx
-    from onnxlab.lenet_activations import _networks
     from onnxlab.runtime import ort_session, run_single
     from onnxlab.snn import to_snn
 
-    build = _networks()[network]
+    build = NETWORKS[network]
     x = data.x_test[:8]
     for row in ACTIVATIONS.values():
         if row.spiking_pipeline:

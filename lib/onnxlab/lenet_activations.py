@@ -25,6 +25,7 @@ from onnxlab.cache import arrays_digest, cache_entry
 from onnxlab.errors import InvalidArgument
 from onnxlab.snn.recipe import PREDICT_BATCH, RECIPE_NEURONS, SpikingRecipe
 from onnxlab.snn.simulation import Simulation
+from onnxlab.zoo import lenet1, lenet4, lenet5
 
 #: Cache kind (folder under the cache root) of Table P1's cells.
 CACHE_KIND = "activation_error_rates"
@@ -32,14 +33,8 @@ CACHE_KIND = "activation_error_rates"
 MODEL_FILE = "model.onnx"
 
 
-def _networks() -> dict[str, Callable[..., Any]]:
-    from onnxlab.zoo import lenet1, lenet4, lenet5
-
-    return {"LeNet-1": lenet1, "LeNet-4": lenet4, "LeNet-5": lenet5}
-
-
-#: The table's networks, in its column order (builders in `onnxlab.zoo`).
-NETWORKS = ("LeNet-1", "LeNet-4", "LeNet-5")
+#: The table's networks, in its column order: name -> builder (activation, logits=False) -> Keras model.
+NETWORKS: dict[str, Callable[..., Any]] = {"LeNet-1": lenet1, "LeNet-4": lenet4, "LeNet-5": lenet5}
 
 
 @dataclass(frozen=True)
@@ -126,13 +121,14 @@ class MnistArrays:
         return arrays_digest(self.x_train, self.y_train, self.x_test, self.y_test)
 
 
-def onnxruntime_labels(model: Any, x: np.ndarray) -> np.ndarray:
-    """Predicted classes of a one-input, one-output classifier (ONNX model or path) in ONNX Runtime, (N,)."""
-    from onnxlab.runtime import ort_session, run_single
+def onnxruntime_errors(model: Any, data: MnistArrays) -> tuple[np.ndarray, float]:
+    """A classifier (ONNX model or path) in ONNX Runtime, one session for both sets: its test-set predictions (N,)
+    and its error rate on the training images."""
+    from onnxlab.runtime import ort_session, predicted_labels
 
     session = ort_session(model)
-    return np.concatenate([run_single(session, x[i:i + PREDICT_BATCH])[0].argmax(-1)
-                           for i in range(0, len(x), PREDICT_BATCH)])
+    train_labels = predicted_labels(session, data.x_train, PREDICT_BATCH)
+    return predicted_labels(session, data.x_test, PREDICT_BATCH), _error(train_labels, data.y_train)
 
 
 def _error(labels: np.ndarray, y: np.ndarray) -> float:
@@ -148,7 +144,7 @@ def _keras_cell(network: str, activation: Activation, data: MnistArrays, setting
     from onnxlab.zoo import train_mnist
 
     tf.random.set_seed(settings.recipe.seed)
-    keras_model = _networks()[network](activation.keras)
+    keras_model = NETWORKS[network](activation.keras)
     started = time.perf_counter()
     train_mnist(keras_model, data.x_train, data.y_train, epochs=settings.keras_epochs,
                 batch_size=settings.keras_batch_size, learning_rate=settings.keras_learning_rate,
@@ -158,13 +154,11 @@ def _keras_cell(network: str, activation: Activation, data: MnistArrays, setting
     keras_labels = keras_model.predict(data.x_test, batch_size=PREDICT_BATCH, verbose=0).argmax(-1)
     path = save_model(to_onnx(keras_model, data.x_train[:1]), folder / MODEL_FILE)
     started = time.perf_counter()
-    ort_labels = onnxruntime_labels(path, data.x_test)
+    ort_labels, ort_train_error = onnxruntime_errors(path, data)
     return dict(
         error_rate=_error(keras_labels, data.y_test), error_rate_onnxruntime=_error(ort_labels, data.y_test),
         error_rate_after_roundtrip=None, identical_predictions=float(np.mean(keras_labels == ort_labels)),
-        max_weight_abs_diff=None, train_error_rate_onnxruntime=_error(onnxruntime_labels(path, data.x_train),
-                                                                      data.y_train),
-        keras_rate_error_rate=None, epochs=settings.keras_epochs, nengodl_epochs=0, n_steps=None,
+        max_weight_abs_diff=None, train_error_rate_onnxruntime=ort_train_error, keras_rate_error_rate=None, epochs=settings.keras_epochs, nengodl_epochs=0, n_steps=None,
         train_seconds=train_seconds, eval_seconds=time.perf_counter() - started, error_by_step=None)
 
 
@@ -173,7 +167,7 @@ def _spiking_cell(network: str, activation: Activation, data: MnistArrays, setti
     from onnxlab.snn.recipe import evaluate, round_trip, train_snn
 
     recipe = settings.recipe.replace(neuron=activation.neuron)
-    build = _networks()[network]
+    build = NETWORKS[network]
     trained = train_snn(lambda act: build(act, logits=True), recipe, data.x_train, data.y_train,
                         simulation=settings.simulation, x_eval=data.x_test, y_eval=data.y_test, progress=progress)
     before = evaluate(trained.model, data.x_test, data.y_test, n_steps=settings.n_steps,
@@ -182,13 +176,12 @@ def _spiking_cell(network: str, activation: Activation, data: MnistArrays, setti
     after = evaluate(trip.model, data.x_test, data.y_test, n_steps=settings.n_steps,
                      minibatch_size=settings.minibatch_size)
     keras_error = None if trained.pretrained.keras_accuracy is None else 1.0 - trained.pretrained.keras_accuracy
+    ort_labels, ort_train_error = onnxruntime_errors(trip.proto, data)
     return dict(
-        error_rate=before.error_rate, error_rate_onnxruntime=_error(onnxruntime_labels(trip.proto, data.x_test),
-                                                                    data.y_test),
+        error_rate=before.error_rate, error_rate_onnxruntime=_error(ort_labels, data.y_test),
         error_rate_after_roundtrip=after.error_rate,
         identical_predictions=float(np.mean(before.labels == after.labels)),
-        max_weight_abs_diff=trip.max_weight_abs_diff,
-        train_error_rate_onnxruntime=_error(onnxruntime_labels(trip.proto, data.x_train), data.y_train),
+        max_weight_abs_diff=trip.max_weight_abs_diff, train_error_rate_onnxruntime=ort_train_error,
         keras_rate_error_rate=keras_error, epochs=recipe.keras_pretrain_epochs, nengodl_epochs=recipe.epochs,
         n_steps=len(before.per_step), train_seconds=trained.seconds, eval_seconds=before.seconds + after.seconds,
         error_by_step=(1.0 - before.per_step).tolist())

@@ -59,3 +59,10 @@ def single_input_runner(session, x: np.ndarray, output: int | None = 0):
 def run_single(session, x: np.ndarray) -> list[Any]:
     """Run a one-input session on ``x`` and return all outputs."""
     return session.run(None, {session.get_inputs()[0].name: x})
+
+
+def predicted_labels(session, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """Predicted classes (argmax of the first output) of a one-input classifier session on ``x`` (N, ...),
+    run ``batch_size`` samples at a time; shape (N,)."""
+    return np.concatenate([run_single(session, x[i:i + batch_size])[0].argmax(-1)
+                           for i in range(0, len(x), batch_size)])
