@@ -44,22 +44,24 @@ def test_neuron_parameters_follow_the_neuron():
 
 
 def test_pretrained_file_computes_the_keras_rate_network(mnist_subset):
-    """Keras trained through the LIF rate curve; the ONNX-SNN file's rate approximation (ONNX Runtime) is that
-    network: same predictions on every test image."""
-    from onnxlab.lenet_activations import onnxruntime_labels
+    """Keras trained through the exact LIF rate curve; the ONNX-SNN file's rate approximation (ONNX Runtime) is that
+    network: the same predictions up to float rounding. (With ``lif_smoothing`` Keras trains through the smoothed
+    curve, which the LIF op does not compute: near the threshold the two differ, and so can a few predictions.)"""
+    from onnxlab.runtime import ort_session, predicted_labels
     from onnxlab.snn.recipe import pretrain_snn
     from onnxlab.snn.simulation import Simulation
 
     x, y, x_test, y_test = mnist_subset
-    recipe = SpikingRecipe(keras_pretrain_epochs=4, keras_learning_rate=3e-3, keras_schedule="cosine")
+    recipe = SpikingRecipe(keras_pretrain_epochs=6, keras_learning_rate=1e-2, keras_schedule="cosine",
+                           lif_smoothing=None)
     pretrained = pretrain_snn(_lenet1, recipe, x, y, simulation=Simulation(n_steps=7), x_eval=x_test,
                               y_eval=y_test)
     onnx.checker.check_model(pretrained.snn, full_check=True)
     ops = [n.op_type for n in pretrained.snn.graph.node if n.domain == "org.onnxlab.snn"]
     assert ops == ["LIF", "LIF"] and pretrained.seconds > 0
-    ort_accuracy = float(np.mean(onnxruntime_labels(pretrained.snn, x_test) == y_test))
+    ort_accuracy = float(np.mean(predicted_labels(ort_session(pretrained.snn), x_test, 50) == y_test))
     assert ort_accuracy == pytest.approx(pretrained.keras_accuracy, abs=0.011)  # at most one image of 100 flips
-    assert pretrained.keras_accuracy > 0.3  # it learned something in 4 epochs of 400 images
+    assert pretrained.keras_accuracy > 0.3  # it learned something in 6 epochs of 400 images
     untrained = pretrain_snn(_lenet1, recipe.replace(keras_pretrain_epochs=0), x, y, simulation=Simulation())
     assert untrained.keras_accuracy is None and untrained.seconds == 0
 
