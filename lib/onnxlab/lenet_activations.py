@@ -68,7 +68,7 @@ class TableSettings:
     Attributes
     ----------
     keras_epochs, keras_learning_rate, keras_batch_size, keras_optimizer, keras_schedule
-        Training of the non-spiking networks (`onnxlab.zoo.train_mnist`).
+        Training of the non-spiking networks (`onnxlab.zoo.train_keras_classifier`).
     recipe
         The spiking recipe; its ``neuron`` is set per row.
     n_steps
@@ -141,12 +141,12 @@ def _keras_cell(network: str, activation: Activation, data: MnistArrays, setting
 
     from onnxlab import to_onnx
     from onnxlab.formats import save_model
-    from onnxlab.zoo import train_mnist
+    from onnxlab.zoo import train_keras_classifier
 
     tf.random.set_seed(settings.recipe.seed)
     keras_model = NETWORKS[network](activation.keras)
     started = time.perf_counter()
-    train_mnist(keras_model, data.x_train, data.y_train, epochs=settings.keras_epochs,
+    train_keras_classifier(keras_model, data.x_train, data.y_train, epochs=settings.keras_epochs,
                 batch_size=settings.keras_batch_size, learning_rate=settings.keras_learning_rate,
                 optimizer=settings.keras_optimizer, schedule=settings.keras_schedule, seed=settings.recipe.seed,
                 progress=progress)

@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 
 def optimizers() -> dict[str, Callable[..., Any]]:
-    """Optimizer name -> Keras optimizer class, for `onnxlab.zoo.train_mnist` and `onnxlab.snn.train.train_classifier`."""
+    """Optimizer name -> Keras optimizer class, for `onnxlab.zoo.train_keras_classifier` and `onnxlab.snn.train.train_classifier`."""
     import tensorflow as tf
 
     return {"adam": tf.optimizers.Adam, "rmsprop": tf.optimizers.RMSprop, "sgd": tf.optimizers.SGD}

@@ -345,16 +345,16 @@ DL_MODELS: dict[str, DLSpec] = {spec.name: spec for spec in (
 )}
 
 
-def train_mnist(model, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int = 128,
+def train_keras_classifier(model, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int = 128,
                 learning_rate: float = 1e-3, seed: int = 0, from_logits: bool | None = None,
                 optimizer: str = "adam", schedule: str = "constant", shift_pixels: float = 0.0,
                 progress: str | None = None):
-    """Train a Keras classifier on MNIST with sparse cross-entropy (Adam at a constant rate by default).
+    """Train a Keras image classifier (MNIST, CIFAR-10) with sparse cross-entropy (Adam at a constant rate by default).
 
     Parameters
     ----------
     x
-        float32 images, shape (N, 28, 28, 1), values in [0, 1].
+        float32 images, shape (N, H, W, C) — (N, 28, 28, 1) for MNIST — values in [0, 1].
     y
         Integer labels, shape (N,).
     from_logits
@@ -379,7 +379,7 @@ def train_mnist(model, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size:
 
     for name, value, known in (("optimizer", optimizer, optimizers()), ("schedule", schedule, schedules())):
         if value not in known:
-            raise InvalidArgument(f"train_mnist: unknown {name} {value!r}; known: {', '.join(known)}")
+            raise InvalidArgument(f"train_keras_classifier: unknown {name} {value!r}; known: {', '.join(known)}")
     if from_logits is None:
         from_logits = getattr(model.layers[-1], "activation", None) is not keras.activations.softmax
     tf.random.set_seed(seed)
@@ -388,7 +388,7 @@ def train_mnist(model, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size:
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits), metrics=["accuracy"])
     callbacks = [epoch_logger(progress, epochs)] if progress else []
     if shift_pixels < 0:
-        raise InvalidArgument(f"train_mnist: shift_pixels must be >= 0, got {shift_pixels}")
+        raise InvalidArgument(f"train_keras_classifier: shift_pixels must be >= 0, got {shift_pixels}")
     if not shift_pixels:
         return model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True, callbacks=callbacks)
     shift = keras.layers.RandomTranslation(shift_pixels / x.shape[1], shift_pixels / x.shape[2],

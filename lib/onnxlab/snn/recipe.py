@@ -53,7 +53,7 @@ class SpikingRecipe:
     keras_pretrain_epochs, keras_learning_rate, keras_batch_size, keras_schedule, keras_shift_pixels
         Keras pre-training with the neuron's rate curve as activation (Adam; ``keras_schedule`` a name in
         `onnxlab.training.schedules`; images randomly shifted by up to ``keras_shift_pixels``, see
-        `onnxlab.zoo.train_mnist`); 0 epochs: NengoDL trains from the Keras network's initial weights.
+        `onnxlab.zoo.train_keras_classifier`); 0 epochs: NengoDL trains from the Keras network's initial weights.
     epochs, minibatch_size, optimizer, learning_rate, lr_schedule
         NengoDL training (`onnxlab.snn.train.train_classifier`).
     lif_smoothing
@@ -246,7 +246,7 @@ def pretrain_snn(build_keras: Callable[[Any], Any], recipe: SpikingRecipe, x_tra
     from onnxlab import to_onnx
     from onnxlab.snn.keras_rates import with_relu_placeholders
     from onnxlab.snn.to_snn import to_snn
-    from onnxlab.zoo import train_mnist
+    from onnxlab.zoo import train_keras_classifier
 
     import tensorflow as tf
 
@@ -256,7 +256,7 @@ def pretrain_snn(build_keras: Callable[[Any], Any], recipe: SpikingRecipe, x_tra
         curve = recipe.rate_curve()
         keras_model = build_keras(curve)
         started = time.perf_counter()
-        train_mnist(keras_model, x_train, y_train, epochs=recipe.keras_pretrain_epochs,
+        train_keras_classifier(keras_model, x_train, y_train, epochs=recipe.keras_pretrain_epochs,
                     batch_size=recipe.keras_batch_size, learning_rate=recipe.keras_learning_rate, seed=recipe.seed,
                     schedule=recipe.keras_schedule, shift_pixels=recipe.keras_shift_pixels, from_logits=True,
                     progress=progress)
