@@ -245,6 +245,54 @@ def _add_info(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
+def _quantize(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from onnxlab.quantize import QUANTIZATION_MODES, QuantizationSettings, quantize
+
+    calibration = None
+    if QUANTIZATION_MODES[args.mode].needs_calibration:
+        if args.calibration_data is None:
+            raise OnnxlabError(f"--mode {args.mode} needs --calibration-data FILE.npy (samples for the model's input)")
+        calibration = _load_inputs([args.calibration_data])
+        if not isinstance(calibration, np.ndarray):
+            raise OnnxlabError(f"--calibration-data {args.calibration_data}: expected one array (.npy)")
+    settings = QuantizationSettings(mode=args.mode, calibration=args.calibration, per_channel=args.per_channel,
+                                    n_calibration=args.n_calibration, reduce_range=args.reduce_range,
+                                    op_types=tuple(args.op_types) if args.op_types else None,
+                                    nodes_to_exclude=tuple(args.exclude))
+    result = quantize(args.model, args.output, calibration, settings)
+    source_size = Path(args.model).stat().st_size
+    print(f"wrote {result.path} ({result.settings.label}): {result.size_bytes / 1e6:.3f} MB, "
+          f"{source_size / result.size_bytes:.2f}x smaller than {args.model}")
+    print(f"ONNX Runtime kernels: {result.kernels.summary()}")
+    for note in result.notes:
+        print(f"  - {note}")
+    return 0
+
+
+def _add_quantize(parser: argparse.ArgumentParser) -> None:
+    from onnxlab.quantize import CALIBRATION_METHODS, QUANTIZATION_MODES, QuantizationSettings
+
+    defaults = QuantizationSettings()
+    parser.add_argument("model", help="float ONNX file")
+    parser.add_argument("output", help="ONNX file to write (never the input)")
+    parser.add_argument("--mode", choices=list(QUANTIZATION_MODES), default=defaults.mode,
+                        help="; ".join(f"{m.name}: {m.description}" for m in QUANTIZATION_MODES.values()))
+    parser.add_argument("--calibration", choices=list(CALIBRATION_METHODS), default=defaults.calibration,
+                        help="how activation ranges are chosen (static mode)")
+    parser.add_argument("--calibration-data", metavar="FILE.npy",
+                        help="samples for the model's input, shape (N, ...) (static mode)")
+    parser.add_argument("--n-calibration", type=int, default=defaults.n_calibration,
+                        help=f"samples of the calibration data used (default {defaults.n_calibration})")
+    parser.add_argument("--per-channel", action="store_true", help="one weight scale per output channel")
+    parser.add_argument("--reduce-range", action=argparse.BooleanOptionalAction, default=None,
+                        help="7-bit weights (default: on exactly where the CPU lacks VNNI)")
+    parser.add_argument("--op-types", nargs="+", metavar="OP", help="op types to quantize (default: all "
+                        "supported; dynamic mode: MatMul Gemm)")
+    parser.add_argument("--exclude", nargs="+", default=[], metavar="NODE", help="node names to keep in float")
+
+
 @dataclass(frozen=True)
 class Command:
     """A subcommand: its help line, how it declares its arguments, and what it runs."""
@@ -262,6 +310,8 @@ COMMANDS: dict[str, Command] = {
     "classify": Command("tell ML, DL and SNN models apart (reads the graph, runs nothing)", _add_classify, _classify),
     "run": Command("run a model on the engine its kind needs (ONNX Runtime or Nengo)", _add_run, _run),
     "info": Command("opsets, inputs/outputs, parameter count and size of a model", _add_info, _info),
+    "quantize": Command("post-training quantization with ONNX Runtime (dynamic or static QDQ int8)",
+                        _add_quantize, _quantize),
     "to-nengo-code": Command("print a Python script that builds the ONNX-SNN model's network with the nengo API",
                              _add_to_nengo_code, _to_nengo_code),
 }

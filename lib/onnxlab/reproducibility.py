@@ -124,6 +124,15 @@ def cpu_extensions() -> list[str]:
     return []
 
 
+#: The flags that give x86 CPUs an 8-bit dot-product instruction (ONNX Runtime's int8 kernels use them).
+VNNI_CPU_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def has_vnni() -> bool:
+    """Whether this CPU has an 8-bit dot-product instruction (`VNNI_CPU_FLAGS`)."""
+    return any(flag in cpu_extensions() for flag in VNNI_CPU_FLAGS)
+
+
 def machine_info() -> dict[str, Any]:
     """CPU model, core counts, memory and OS of this machine, and the thread-count settings."""
     import psutil

@@ -13,7 +13,8 @@ OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 
 
 def ort_session(model: onnx.ModelProto | str | os.PathLike, *, intra_op_threads: int = 0,
-                optimization: str = "all", log_severity: int = 3):
+                optimization: str = "all", log_severity: int = 3,
+                optimized_model_path: str | os.PathLike | None = None, profile_prefix: str | None = None):
     """An ``onnxruntime.InferenceSession`` on the CPU.
 
     Parameters
@@ -27,6 +28,11 @@ def ort_session(model: onnx.ModelProto | str | os.PathLike, *, intra_op_threads:
     log_severity
         ONNX Runtime's own logging: 3 shows errors, 4 only fatal ones (for callers that report
         load failures themselves).
+    optimized_model_path
+        If given, ONNX Runtime writes the graph it runs (after its optimisations and fusions) there.
+    profile_prefix
+        If given, ONNX Runtime's profiler is on and writes a JSON trace named ``<prefix>_<date>.json``
+        (``session.end_profiling()`` returns its path).
     """
     import onnxruntime as ort
 
@@ -42,6 +48,11 @@ def ort_session(model: onnx.ModelProto | str | os.PathLike, *, intra_op_threads:
     options.intra_op_num_threads = intra_op_threads
     options.graph_optimization_level = levels[optimization]
     options.log_severity_level = log_severity
+    if optimized_model_path is not None:
+        options.optimized_model_filepath = str(optimized_model_path)
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
     source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
