@@ -159,7 +159,7 @@ def as_model(model: onnx.ModelProto | str | os.PathLike, *, check: bool = True) 
     return model if isinstance(model, onnx.ModelProto) else load_model(model, check=check)
 
 
-def _write_atomically(path: str | os.PathLike, write) -> Path:
+def write_atomically(path: str | os.PathLike, write) -> Path:
     """Call ``write(partial_path)``, then move the result to ``path``; a failure leaves nothing behind."""
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
@@ -185,13 +185,13 @@ def save_model(model: onnx.ModelProto, path: str | os.PathLike, *, external_data
     if external_data is None:
         external_data = model.ByteSize() > EXTERNAL_DATA_THRESHOLD_BYTES
     if not external_data:
-        return _write_atomically(path, lambda partial: onnx.save(model, str(partial)))
+        return write_atomically(path, lambda partial: onnx.save(model, str(partial)))
     copy = onnx.ModelProto()
     copy.CopyFrom(model)  # onnx.save rewrites the tensors it moves out
     data_name = path.name + EXTERNAL_DATA_SUFFIX
     (path.parent / data_name).unlink(missing_ok=True)  # onnx appends to an existing side file
     try:
-        return _write_atomically(path, lambda partial: onnx.save(
+        return write_atomically(path, lambda partial: onnx.save(
             copy, str(partial), save_as_external_data=True, all_tensors_to_one_file=True, location=data_name,
             size_threshold=0))
     except BaseException:
@@ -208,7 +208,7 @@ def with_external_data(model: onnx.ModelProto, path: str | os.PathLike | None) -
 
 def save_text(text: str, path: str | os.PathLike) -> Path:
     """Write ``text`` to ``path`` atomically (as `save_model`)."""
-    return _write_atomically(path, lambda partial: partial.write_text(text))
+    return write_atomically(path, lambda partial: partial.write_text(text))
 
 
 def save_arrays(arrays: dict, path: str | os.PathLike) -> Path:
@@ -226,4 +226,4 @@ def save_arrays(arrays: dict, path: str | os.PathLike) -> Path:
             else:
                 np.savez(f, **arrays)
 
-    return _write_atomically(path, write)
+    return write_atomically(path, write)
