@@ -66,7 +66,9 @@ def _load_keras_function(path: Path, threads: int) -> Runner:
 def _load_onnxruntime(path: Path, threads: int) -> Runner:
     from onnxlab.runtime import ort_session
 
-    session = ort_session(path, intra_op_threads=threads)
+    # no spin-waiting: engines and sessions take turns on the same cores in a comparison, and a session's
+    # spinning threads would steal the next one's cores (measured here: both ran twice as slow)
+    session = ort_session(path, intra_op_threads=threads, spin=False)
     name = session.get_inputs()[0].name
     return lambda x: session.run(None, {name: x})[0]
 

@@ -113,3 +113,14 @@ LECUN1998_ERROR_RATES: dict[str, float] = {"LeNet-1": 0.017, "LeNet-4": 0.011, "
 #: Hunsberger & Eliasmith 2015, "Spiking deep networks with LIF neurons": spiking LIF network on MNIST (a larger
 #: network than the LeNets), test error rate.
 HUNSBERGER2015_LIF_ERROR_RATE = 0.0088
+
+
+# --------------------------------------------------------------------------- quantization (paper J) references
+
+#: Paper J, for table captions.
+JANG2021 = ("Jang, Lee, Heo 2021, \"Lightweight of ONNX using Quantization-based Model Compression\", "
+            "JIIBC 21(1), pp. 93-98")
+#: Intel Neural Compressor's published int8 throughput speed-ups over fp32 on a Xeon, as cited by issue 14 (a
+#: reference point for ResNet50, not a measurement here); accuracy change -0.2 points.
+INC_INT8_THROUGHPUT_SPEEDUP: dict[str, float] = {"ResNet50": 2.2, "VGG16": 3.5}
+INC_INT8_ACCURACY_CHANGE_POINTS = -0.2

@@ -14,7 +14,8 @@ OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 
 def ort_session(model: onnx.ModelProto | str | os.PathLike, *, intra_op_threads: int = 0,
                 optimization: str = "all", log_severity: int = 3,
-                optimized_model_path: str | os.PathLike | None = None, profile_prefix: str | None = None):
+                optimized_model_path: str | os.PathLike | None = None, profile_prefix: str | None = None,
+                spin: bool = True):
     """An ``onnxruntime.InferenceSession`` on the CPU.
 
     Parameters
@@ -33,6 +34,10 @@ def ort_session(model: onnx.ModelProto | str | os.PathLike, *, intra_op_threads:
     profile_prefix
         If given, ONNX Runtime's profiler is on and writes a JSON trace named ``<prefix>_<date>.json``
         (``session.end_profiling()`` returns its path).
+    spin
+        Let idle intra-op threads spin-wait for the next run (ONNX Runtime's default: lowest latency for
+        one session alone). Turn off where several sessions or engines take turns on the same cores, or
+        the spinning threads of one steal the cores of the next.
     """
     import onnxruntime as ort
 
@@ -48,6 +53,8 @@ def ort_session(model: onnx.ModelProto | str | os.PathLike, *, intra_op_threads:
     options.intra_op_num_threads = intra_op_threads
     options.graph_optimization_level = levels[optimization]
     options.log_severity_level = log_severity
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if optimized_model_path is not None:
         options.optimized_model_filepath = str(optimized_model_path)
     if profile_prefix is not None:
@@ -77,3 +84,32 @@ def predicted_labels(session, x: np.ndarray, batch_size: int) -> np.ndarray:
     run ``batch_size`` samples at a time; shape (N,)."""
     return np.concatenate([run_single(session, x[i:i + batch_size])[0].argmax(-1)
                            for i in range(0, len(x), batch_size)])
+
+
+def op_type_profile(model: onnx.ModelProto | str | os.PathLike, x: np.ndarray, *, runs: int = 10,
+                    intra_op_threads: int = 0) -> dict[str, float]:
+    """Share of kernel time per op type when ONNX Runtime runs ``model`` on ``x``, from its profiler.
+
+    The first run (allocations, first-touch) is left out; the shares of the next ``runs`` runs sum to 1
+    and are sorted from the largest. Where quantized models are slower than float, this shows whether
+    the time goes to integer kernels, to unfused QuantizeLinear/DequantizeLinear, or to float ops.
+    """
+    import json
+    import tempfile
+    from collections import defaultdict
+
+    if runs < 1:
+        raise InvalidArgument(f"runs must be >= 1, got {runs}")
+    with tempfile.TemporaryDirectory() as tmp:
+        session = ort_session(model, intra_op_threads=intra_op_threads, profile_prefix=os.path.join(tmp, "profile"))
+        for _ in range(runs + 1):
+            run_single(session, x)
+        with open(session.end_profiling()) as f:
+            events = json.load(f)
+    node_events = [e for e in events if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")]
+    per_run = len(node_events) // (runs + 1)  # every run logs the same nodes; skip the first run's
+    totals: dict[str, float] = defaultdict(float)
+    for event in node_events[per_run:]:
+        totals[event["args"].get("op_name", "?")] += event["dur"]
+    total = sum(totals.values()) or 1.0
+    return {op: t / total for op, t in sorted(totals.items(), key=lambda kv: -kv[1])}

@@ -145,6 +145,36 @@ def dnn(hidden: tuple[int, ...] = (512, 512), dropout: float = 0.2):
     return model
 
 
+#: Shape of one CIFAR-10 image (H, W, C).
+CIFAR10_SHAPE = (32, 32, 3)
+
+
+def cifar10_cnn(dropout: tuple[float, float] = (0.25, 0.5)):
+    """Paper J's "CNN on CIFAR-10": the Keras ``cifar10_cnn`` example of its time.
+
+    Paper J gives no architecture; this is the example Keras shipped then: [conv 32@3x3 same → conv 32@3x3 →
+    maxpool 2 → dropout] → [conv 64@3x3 same → conv 64@3x3 → maxpool 2 → dropout] → flatten → dense 512 →
+    dropout → dense 10 softmax, ReLU throughout (1.25 M parameters). Input (N, 32, 32, 3) in [0, 1].
+    """
+    from onnxlab.reproducibility import quiet
+
+    quiet()
+    from keras import Sequential, layers
+
+    model = Sequential(name="CIFAR10_CNN")
+    model.add(layers.Input(CIFAR10_SHAPE, name="image"))
+    for filters in (32, 64):
+        model.add(layers.Conv2D(filters, 3, padding="same", activation="relu"))
+        model.add(layers.Conv2D(filters, 3, activation="relu"))
+        model.add(layers.MaxPooling2D(2))
+        model.add(layers.Dropout(dropout[0]))
+    model.add(layers.Flatten())
+    model.add(layers.Dense(512, activation="relu"))
+    model.add(layers.Dropout(dropout[1]))
+    model.add(layers.Dense(10, activation="softmax"))
+    return model
+
+
 def _lenet(name: str, maps: tuple[int, int], hidden: tuple[int, ...], activation: str | Callable,
            first_padding: str = "valid", logits: bool = False):
     """The LeNet family: conv ``maps[0]``@5x5 → avgpool 2 → conv ``maps[1]``@5x5 → avgpool 2 → flatten →
