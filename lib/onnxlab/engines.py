@@ -194,25 +194,22 @@ def load(name: str, path: str | os.PathLike, threads: int = DEFAULT_THREADS) -> 
     return LoadedEngine(name, path, runner, time.perf_counter() - start)
 
 
-def set_tensorflow_threads(threads: int) -> None:
-    """Give TensorFlow ``threads`` intra-op threads and one inter-op thread (before it starts).
+def set_tensorflow_threads(threads: int) -> int:
+    """Give TensorFlow ``threads`` intra-op threads and one inter-op thread, if it has not started yet.
 
-    Raises
-    ------
-    OnnxlabError
-        If TensorFlow already runs with other settings (they cannot change once it has started).
+    TensorFlow fixes its thread pools when it first runs an op; after that the settings cannot change, and
+    this leaves them as they are. Returns the intra-op thread count TensorFlow uses (0: its default, one per
+    core) — call it before anything runs TensorFlow, and record what it returns.
     """
     import tensorflow as tf
 
     config = tf.config.threading
-    if (config.get_intra_op_parallelism_threads(), config.get_inter_op_parallelism_threads()) == (threads, 1):
-        return
     try:
         config.set_intra_op_parallelism_threads(threads)
         config.set_inter_op_parallelism_threads(1)
-    except RuntimeError:
-        raise OnnxlabError(f"TensorFlow has started with {config.get_intra_op_parallelism_threads()} intra-op "
-                           f"threads; call set_tensorflow_threads({threads}) before it runs anything") from None
+    except RuntimeError:  # TensorFlow has started: its pools are fixed
+        pass
+    return config.get_intra_op_parallelism_threads()
 
 
 def predict_in_batches(runner: Runner, x: np.ndarray, batch_size: int) -> np.ndarray:
