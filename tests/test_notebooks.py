@@ -56,6 +56,17 @@ CONTRACTS = {
         and (t[t.nengodl_epochs > 0].error_rate == t[t.nengodl_epochs > 0].error_rate_after_roundtrip).all()
         and (t[t.nengodl_epochs == 0].error_rate == t[t.nengodl_epochs == 0].error_rate_onnxruntime).all(),
         tables=[], figures=["activation_error_rates", "activation_error_rates_lif_steps"]),
+    "inference_engines": dict(
+        columns={"model", "engine", "precision", "latency_b1_ms", "latency_b1_p90_ms", "throughput_img_s", "gflops",
+                 "efficiency_theoretical", "efficiency_measured", "peak_rss_mb", "load_s", "max_abs_diff",
+                 "label_agreement"},
+        # every fp32 engine gives Keras' outputs; every engine of the lock ran (OpenVINO and TFLite both ways); int8
+        # rows carry no efficiency (the fp32 peak does not bound them)
+        invariant=lambda t: (t[t.precision == "fp32"].max_abs_diff <= 1e-4).all()
+        and {"keras-predict", "keras-tf.function", "onnxruntime", "openvino", "tflite", "tflite-builtin"} <= set(t.engine)
+        and t[t.precision == "int8"].efficiency_measured.isna().all()
+        and (t[t.precision == "fp32"].efficiency_measured > 0).all(),
+        tables=[], figures=["inference_engines_throughput", "inference_engines_efficiency"]),
     "quantization": dict(
         columns={"model", "variant", "engine", "file_mb", "parameter_mb", "size_ratio", "accuracy",
                  "accuracy_change_pts", "latency_b1_ms", "latency_b64_ms", "speedup_b1", "speedup_b64",

@@ -54,12 +54,14 @@ def _study_models() -> dict[str, StudyModel]:
 
     return {m.name: m for m in (
         StudyModel("DNN", "mnist", zoo.dnn, zoo.MNIST_SHAPE),
+        StudyModel("LeNet-5", "mnist", lambda: zoo.lenet5("relu"), zoo.MNIST_SHAPE),
         StudyModel("CNN", "cifar10", zoo.cifar10_cnn, zoo.CIFAR10_SHAPE),
         StudyModel("ResNet50", None, _resnet50, zoo.IMAGENET_SHAPE),
     )}
 
 
-#: The study's models by name: paper J's DNN on MNIST and CNN on CIFAR-10, and ResNet50 (random weights).
+#: The models of Tables J and E by name: paper J's DNN on MNIST and CNN on CIFAR-10, LeNet-5 (ReLU) on MNIST, and
+#: ResNet50 (random weights).
 STUDY_MODELS: dict[str, StudyModel] = _study_models()
 
 
