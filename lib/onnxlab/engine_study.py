@@ -2,9 +2,9 @@
 
 `ENGINE_ROWS` says which file each engine × precision reads (the files come from
 `onnxlab.quantization_study.make_variants`); `runnable_rows` drops the engines not installed here and says
-why; `achieved_gflops` and `efficiency` turn a latency into a share of the CPU's peak
-(`onnxlab.hardware`). GPU execution providers are listed by `gpu_providers` and reported as skipped
-where there is no GPU.
+why (ONNX Runtime's CUDA and TensorRT providers run where the onnxruntime build and a GPU have them, and
+are reported as skipped otherwise); `achieved_gflops` and `efficiency` turn a latency into a share of the
+CPU's peak (`onnxlab.hardware`).
 """
 from __future__ import annotations
 
@@ -35,11 +35,9 @@ ENGINE_ROWS: tuple[EngineRow, ...] = (
     EngineRow("tflite", "int8", "tflite-int8"),
     EngineRow("tflite-builtin", "fp32", "tflite"),
     EngineRow("tflite-builtin", "int8", "tflite-int8"),
+    EngineRow("onnxruntime-cuda", "fp32", "onnx"),
+    EngineRow("onnxruntime-tensorrt", "fp32", "onnx"),
 )
-#: ONNX Runtime's GPU execution providers, reported when present.
-GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
-
-
 def runnable_rows(rows: tuple[EngineRow, ...] = ENGINE_ROWS) -> tuple[list[EngineRow], list[str]]:
     """The rows whose engine runs here, and one sentence per engine that does not (for the table notes)."""
     runnable, skipped = [], {}
@@ -50,17 +48,6 @@ def runnable_rows(rows: tuple[EngineRow, ...] = ENGINE_ROWS) -> tuple[list[Engin
         else:
             runnable.append(row)
     return runnable, list(skipped.values())
-
-
-def gpu_providers() -> tuple[list[str], str]:
-    """ONNX Runtime's GPU execution providers available here, and a note saying which were skipped and why."""
-    import onnxruntime
-
-    available = [p for p in GPU_PROVIDERS if p in onnxruntime.get_available_providers()]
-    missing = [p for p in GPU_PROVIDERS if p not in available]
-    note = (f"{', '.join(missing)}: skipped — this onnxruntime build has no such provider and the machine has no GPU"
-            if missing else "")
-    return available, note
 
 
 def achieved_gflops(macs_per_sample: int, batch: int, seconds: float) -> float:

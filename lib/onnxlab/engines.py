@@ -73,6 +73,16 @@ def _load_onnxruntime(path: Path, threads: int) -> Runner:
     return lambda x: session.run(None, {name: x})[0]
 
 
+def _load_onnxruntime_gpu(path: Path, threads: int, provider: str) -> Runner:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), options, providers=[provider, "CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: x})[0]
+
+
 def _tflite_runner(path: Path, threads: int, xnnpack: bool) -> Runner:
     set_tensorflow_threads(threads)
     import tensorflow as tf
@@ -129,12 +139,20 @@ class EngineSpec:
     reads: str
     module: str
     load: Callable[[Path, int], Runner]
+    ort_provider: str | None = None
 
     def unavailable(self) -> str | None:
         """None where the engine runs here, else the reason it does not."""
         import importlib.util
 
-        return None if importlib.util.find_spec(self.module) else f"the {self.module} package is not installed"
+        if not importlib.util.find_spec(self.module):
+            return f"the {self.module} package is not installed"
+        if self.ort_provider:
+            import onnxruntime
+
+            if self.ort_provider not in onnxruntime.get_available_providers():
+                return f"this onnxruntime build has no {self.ort_provider} (CPU-only build, or no GPU)"
+        return None
 
 
 #: Engines by name.
@@ -151,6 +169,10 @@ ENGINES: dict[str, EngineSpec] = {e.name: e for e in (
                "tensorflow", lambda p, t: _tflite_runner(p, t, xnnpack=False)),
     EngineSpec("openvino", "OpenVINO reading the ONNX file directly, CPU plugin", ".onnx", "openvino",
                _load_openvino),
+    EngineSpec("onnxruntime-cuda", "ONNX Runtime, CUDA execution provider", ".onnx", "onnxruntime",
+               lambda p, t: _load_onnxruntime_gpu(p, t, "CUDAExecutionProvider"), "CUDAExecutionProvider"),
+    EngineSpec("onnxruntime-tensorrt", "ONNX Runtime, TensorRT execution provider", ".onnx", "onnxruntime",
+               lambda p, t: _load_onnxruntime_gpu(p, t, "TensorrtExecutionProvider"), "TensorrtExecutionProvider"),
 )}
 
 
