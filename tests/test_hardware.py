@@ -18,7 +18,7 @@ def test_theoretical_peak_comes_from_the_flags():
 
 def test_measured_peak_is_positive_and_below_the_theoretical_one():
     measured = hardware.measured_matmul_peak(size=512, repeats=3)
-    assert set(measured) == {"onnxruntime", "numpy"}
+    assert {"onnxruntime", "numpy"} <= set(measured) <= {"onnxruntime", "numpy", "openvino"}
     # a matmul cannot beat cores x FMA units x lanes x 2 x clock; turbo above the read clock is allowed 50 %
     assert all(0 < v < 1.5 * hardware.theoretical_peak().gflops for v in measured.values())
 

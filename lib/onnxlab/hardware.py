@@ -3,8 +3,8 @@
 - `theoretical_peak`: fp32 multiply-add throughput from the CPU's flags and clock —
   cores × FMA units × vector lanes × 2 flops × clock. The FMA-unit count is not in /proc/cpuinfo;
   it is an assumption (two per core, as on Xeon Scalable and AMD Zen server cores) stated beside it.
-- `measured_matmul_peak`: the best GFLOP/s of a large square fp32 matmul in ONNX Runtime and in numpy's
-  BLAS, all cores — the ceiling a framework can reach in practice, taken in the same run as the models.
+- `measured_matmul_peak`: the best GFLOP/s of a large square fp32 matmul in ONNX Runtime, numpy's BLAS and
+  OpenVINO, all cores — the ceiling a framework reaches in practice, taken in the same run as the models.
 - `count_macs`: multiply-adds of an ONNX model's Conv / ConvTranspose / Gemm / MatMul nodes at a given
   batch size, from ONNX shape inference, so achieved GFLOP/s = 2 × MACs / seconds.
 """
@@ -100,17 +100,34 @@ def _matmul_model(size: int) -> onnx.ModelProto:
     return finalize(helper.make_model(graph))
 
 
+def _openvino_matmul(model: onnx.ModelProto, threads: int):
+    import openvino as ov
+
+    core = ov.Core()
+    compiled = core.compile_model(core.read_model(model.SerializeToString(), b""), "CPU",
+                                  {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"})
+    request = compiled.create_infer_request()
+    return lambda a, b: request.infer([a, b])
+
+
 def measured_matmul_peak(size: int = MATMUL_SIZE, repeats: int = 10, threads: int | None = None) -> dict[str, float]:
-    """Best GFLOP/s of a ``size`` × ``size`` fp32 matmul in ONNX Runtime (``threads`` intra-op threads, all
-    cores by default) and in numpy's BLAS: ``{"onnxruntime": ..., "numpy": ...}``."""
+    """Best GFLOP/s of a ``size`` × ``size`` fp32 matmul in ONNX Runtime (MLAS), numpy's BLAS and, where it is
+    installed, OpenVINO (oneDNN), with ``threads`` threads (all cores by default): ``{"onnxruntime": ..., ...}``."""
+    import importlib.util
+
     from onnxlab.runtime import ort_session
 
     if size < 1 or repeats < 1:
         raise InvalidArgument(f"need size >= 1 and repeats >= 1, got {size}, {repeats}")
+    threads = threads or os.cpu_count() or 1
     rng = np.random.default_rng(0)
     a, b = (rng.standard_normal((size, size), dtype=np.float32) for _ in range(2))
-    session = ort_session(_matmul_model(size), intra_op_threads=threads or os.cpu_count() or 1)
+    model = _matmul_model(size)
+    session = ort_session(model, intra_op_threads=threads)
     runs = {"onnxruntime": lambda: session.run(None, {"a": a, "b": b}), "numpy": lambda: a @ b}
+    if importlib.util.find_spec("openvino"):
+        openvino_matmul = _openvino_matmul(model, threads)
+        runs["openvino"] = lambda: openvino_matmul(a, b)
     flops = 2.0 * size ** 3
     best = {}
     for name, run in runs.items():
