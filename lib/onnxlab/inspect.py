@@ -185,8 +185,12 @@ class Stepper:
     >>> records = stepper.run()                       # the rest
     """
 
-    def __init__(self, model: onnx.ModelProto | str | os.PathLike, inputs: np.ndarray | Mapping[str, np.ndarray]):
+    def __init__(self, model: onnx.ModelProto | str | os.PathLike, inputs: np.ndarray | Mapping[str, np.ndarray],
+                 sessions: dict | None = None):
         self.model = _as_model(model)
+        # one-node sessions by (node index, input shapes and dtypes); pass one dict to several steppers of the same
+        # model to build each node's session once
+        self.sessions = {} if sessions is None else sessions
         self.names = node_names(self.model)
         self.values: dict[str, Any] = dict(_feeds(self.model, inputs))
         self._initializers = {t.name: t for t in self.model.graph.initializer}
@@ -225,11 +229,17 @@ class Stepper:
                  node: onnx.NodeProto | None = None) -> dict[str, Any]:
         """Outputs of node ``index`` (or of ``node``, a replacement) on ``inputs`` (default: the values so far);
         nothing is recorded."""
-        node = node if node is not None else self.model.graph.node[index]
+        replaced = node is not None
+        node = node if replaced else self.model.graph.node[index]
         values = dict(self.values if inputs is None else inputs)
-        one = self._one_node_model(node, values)
-        session = _session(one)
-        feeds = {i.name: np.asarray(values[i.name]) for i in one.graph.input}
+        known = [n for n in node.input if n and n in values]
+        key = (index, tuple((n, np.shape(values[n]), np.asarray(values[n]).dtype.str) for n in known))
+        session = None if replaced else self.sessions.get(key)
+        if session is None:
+            session = _session(self._one_node_model(node, values))
+            if not replaced:
+                self.sessions[key] = session
+        feeds = {i.name: np.asarray(values[i.name]) for i in session.get_inputs()}
         outputs = [n for n in node.output if n]
         return dict(zip(outputs, session.run(outputs, feeds)))
 
