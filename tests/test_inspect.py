@@ -122,3 +122,28 @@ def test_bad_edits_are_named(lenet):
         ins.edit_weight(path, kernel, "set", index=(99, 0, 0, 0), value=1.0)
     with pytest.raises(InvalidArgument, match="clip needs low <= high"):
         ins.edit_weight(path, kernel, "clip", low=1, high=0)
+
+
+def test_augmentations_are_the_five_of_paper_r():
+    image = np.arange(12, dtype=np.float32).reshape(3, 4, 1)
+    images = ins.augment(image)
+    assert list(images) == ["original", "rotate", "blur", "flip", "flop"]
+    np.testing.assert_array_equal(images["flip"][:, :, 0], image[::-1, :, 0])
+    np.testing.assert_array_equal(images["flop"][:, :, 0], image[:, ::-1, 0])
+    assert all(v.shape == image.shape and v.dtype == np.float32 for v in images.values())
+    assert images["blur"].std() < image.std()
+    with pytest.raises(InvalidArgument, match="one image"):
+        ins.augment(np.zeros((2, 3, 4, 1)))
+
+
+def test_augmentation_probe_reports_predictions_and_layer_statistics(lenet):
+    path, x = lenet
+    probe = ins.augmentation_probe(path, x[0])
+    assert list(probe["predictions"]) == list(ins.AUGMENTATIONS)
+    expected = ort_session(path).run(None, {onnx.load(str(path)).graph.input[0].name: x[:1]})[0]
+    assert probe["predictions"]["original"] == int(expected.argmax())
+    augmentations_per_node = {}
+    for row in probe["layers"]:
+        augmentations_per_node.setdefault(row["node"], set()).add(row["augmentation"])
+    assert all(names == set(ins.AUGMENTATIONS) for names in augmentations_per_node.values())
+    assert any(row["op_type"] == "Conv" for row in probe["layers"])

@@ -372,3 +372,73 @@ def save_edited(model: onnx.ModelProto, path: str | os.PathLike, source: str | o
     if path.exists():
         raise InvalidArgument(f"{path}: exists; edited models are written to new files only")
     return save_model(model, path)
+
+
+# --------------------------------------------------------------------------- augmentation probe (paper R)
+
+#: Degrees of the "rotate" augmentation.
+ROTATE_DEGREES = 15.0
+#: Side (pixels) of the box filter of the "blur" augmentation.
+BLUR_SIZE = 3
+
+
+def _spatial(image: np.ndarray, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Apply ``fn`` to an (H, W) plane of an (H, W) or (H, W, C) image, channel by channel."""
+    if image.ndim == 2:
+        return fn(image)
+    return np.stack([fn(image[..., c]) for c in range(image.shape[-1])], axis=-1)
+
+
+def _rotate(image: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
+    return _spatial(image, lambda p: ndimage.rotate(p, ROTATE_DEGREES, reshape=False, order=1, mode="constant"))
+
+
+def _blur(image: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
+    return _spatial(image, lambda p: ndimage.uniform_filter(p, size=BLUR_SIZE, mode="nearest"))
+
+
+#: Paper R's augmentations, one image -> five: the original, rotated, blurred, flipped (upside down) and
+#: flopped (mirrored left-right), as ImageMagick names them. Images are (H, W) or (H, W, C).
+AUGMENTATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "original": lambda image: image,
+    "rotate": _rotate,
+    "blur": _blur,
+    "flip": lambda image: image[::-1],
+    "flop": lambda image: image[:, ::-1],
+}
+
+
+def augment(image: np.ndarray) -> dict[str, np.ndarray]:
+    """`AUGMENTATIONS` of one image (H, W) or (H, W, C), each as float32 of the same shape."""
+    image = np.asarray(image)
+    if image.ndim not in (2, 3):
+        raise InvalidArgument(f"augment takes one image (H, W) or (H, W, C), got shape {image.shape}")
+    return {name: np.ascontiguousarray(fn(image), dtype=np.float32) for name, fn in AUGMENTATIONS.items()}
+
+
+def augmentation_probe(model: onnx.ModelProto | str | os.PathLike, image: np.ndarray) -> dict[str, Any]:
+    """Run ``model`` on the five `augment` versions of ``image`` (one batch) and report its stability.
+
+    Returns ``{"images": {name: image}, "predictions": {name: class}, "scores": {name: output row},
+    "layers": [row per node and augmentation with `TensorStats.row` fields]}``.
+    """
+    images = augment(image)
+    batch = np.stack(list(images.values()))
+    records = trace(model, batch)
+    final = np.asarray(records[next(reversed(records))].output)
+    names = list(images)
+    layers = []
+    for record in records.values():
+        output = np.asarray(record.output)
+        if output.ndim == 0 or output.shape[0] != len(names):
+            continue
+        for i, name in enumerate(names):
+            stats = TensorStats.of(output[i])
+            if stats is not None:
+                layers.append({"node": record.name, "op_type": record.op_type, "augmentation": name, **stats.row()})
+    return {"images": images, "predictions": {n: int(final[i].argmax()) for i, n in enumerate(names)},
+            "scores": {n: final[i] for i, n in enumerate(names)}, "layers": layers}
