@@ -67,6 +67,15 @@ CONTRACTS = {
         and t[t.precision == "int8"].efficiency_measured.isna().all()
         and (t[t.precision == "fp32"].efficiency_measured > 0).all(),
         tables=[], figures=["inference_engines_throughput", "inference_engines_efficiency"]),
+    "layer_debugger": dict(
+        columns={"model", "layer", "op_type", "local_sqnr_db", "local_cosine", "local_max_abs_error",
+                 "output_sqnr_db", "accuracy_alone_int8", "accuracy_all_but", "recovered_points"},
+        # a row per quantizable layer of each model (LeNet-5: two convolutions, three dense layers); int8 noise is
+        # finite and the outputs still point the same way
+        invariant=lambda t: (t.groupby("model").size() == 5).all() and (t.local_cosine > 0.9).all()
+        and (t.local_sqnr_db > 0).all() and t.local_sqnr_db.notna().all(),
+        tables=["layer_debugger_mixed", "layer_debugger_features"],
+        figures=["layer_debugger_sqnr", "layer_debugger_augmentation"]),
     "quantization": dict(
         columns={"model", "variant", "engine", "file_mb", "parameter_mb", "size_ratio", "accuracy",
                  "accuracy_change_pts", "latency_b1_ms", "latency_b64_ms", "speedup_b1", "speedup_b64",
