@@ -198,3 +198,18 @@ def test_cli_bad_input_is_one_error_line_and_no_file(cnn_path, tmp_path, capsys)
     assert cli(["quantize", str(cnn_path), str(tmp_path / "q.onnx")]) == 1
     assert "needs --calibration-data" in capsys.readouterr().err
     assert not (tmp_path / "q.onnx").exists()
+
+
+def test_an_onnx_snn_model_keeps_its_neuron_ops_and_its_accuracy(cnn_path, mnist, tmp_path):
+    """quant_pre_process would inline the neuron functions and quantize their arithmetic: it is skipped, said so."""
+    from onnxlab.snn import to_snn
+
+    snn = to_snn(onnx.load(str(cnn_path)), "LIF", params={"amplitude": 0.01}, max_rates=100, intercepts=0)
+    save_model(snn, tmp_path / "snn.onnx")
+    result = q.quantize(tmp_path / "snn.onnx", tmp_path / "snn-int8.onnx", mnist[0], n_calibration=64)
+    assert q.FUNCTIONS_NOT_PREPROCESSED in result.notes
+    model = onnx.load(str(result.path))
+    assert sum(n.op_type == "LIF" for n in model.graph.node) == 2 and model.functions
+    float_labels, float_accuracy = _accuracy(tmp_path / "snn.onnx", mnist)
+    labels, accuracy = _accuracy(result.path, mnist)
+    assert 100 * (float_accuracy - accuracy) <= MAX_ACCURACY_DROP

@@ -212,7 +212,8 @@ def quantization_pair(float_path: str | os.PathLike, calibration: np.ndarray, fo
                       **settings: Any) -> tuple["os.PathLike", "os.PathLike"]:
     """The pre-processed float model and its static QDQ model, written to ``folder`` (``float.onnx``,
     ``qdq.onnx``): the pair `CrossInference` needs (the QDQ model is quantized without further pre-processing,
-    so names agree)."""
+    so names agree). Models with local functions (ONNX-SNN) are not pre-processed (`quantize.FUNCTIONS_NOT_PREPROCESSED`)."""
+    import shutil
     from pathlib import Path
 
     from onnxruntime.quantization import quant_pre_process
@@ -222,7 +223,10 @@ def quantization_pair(float_path: str | os.PathLike, calibration: np.ndarray, fo
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     float_out, qdq_out = folder / "float.onnx", folder / "qdq.onnx"
-    quant_pre_process(str(float_path), str(float_out))
+    if onnx.load(str(float_path), load_external_data=False).functions:  # ONNX-SNN: see quantize's note
+        shutil.copyfile(float_path, float_out)
+    else:
+        quant_pre_process(str(float_path), str(float_out))
     quantize(float_out, qdq_out, calibration, mode="static", preprocess=False, **settings)
     return float_out, qdq_out
 
