@@ -22,7 +22,7 @@ PYTEST_ARGS ?=
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help setup pytorch-env data reproduce test lab netron clean-results $(addprefix nb-,$(NOTEBOOKS))
+.PHONY: help setup pytorch-env data reproduce report test lab netron clean-results $(addprefix nb-,$(NOTEBOOKS))
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_%-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -51,7 +51,11 @@ data: $(STAMP) ## fetch and checksum the data sets into data/ (MNIST: cache, Ker
 
 reproduce: data ## run every notebook with experiments/$(PROFILE)/ into $(RESULTS)/ (parallel with make -j)
 	$(MAKE) --no-print-directory $(addprefix nb-,$(NOTEBOOKS))
+	$(MAKE) --no-print-directory report
 	@echo "tables in $(RESULTS)/tables, figures in $(RESULTS)/figures, executed notebooks in $(RESULTS)/notebooks"
+
+report: $(STAMP) ## write $(RESULTS)/README.md: every table and figure on one page, from the tables' JSON
+	$(PY) -m onnxlab.report $(RESULTS)
 
 $(addprefix nb-,$(NOTEBOOKS)): nb-%: $(STAMP)
 	@mkdir -p $(RESULTS)/notebooks
