@@ -69,13 +69,15 @@ nb-foreign_models: $(TORCH_STAMP)
 test: $(STAMP) data $(TORCH_STAMP) ## run the unit tests and a smoke-profile papermill run of every notebook
 	ONNXLAB_REQUIRE_PYTORCH=1 $(PY) -m pytest $(PYTEST_ARGS)
 
+# Jupyter refuses to run as root without --allow-root; containers and CI run as root
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
 lab: $(STAMP) ## open JupyterLab on localhost with the onnxlab kernel
-	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --notebook-dir .
+	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --notebook-dir . $(ALLOW_ROOT)
 
 netron: $(STAMP) ## serve MODEL=path.onnx in Netron on localhost:$(PORT)
 	@test -n "$(MODEL)" || { echo "usage: make netron MODEL=path/to/model.onnx [PORT=8080]" >&2; exit 2; }
-	@test -f "$(MODEL)" || { echo "error: $(MODEL) does not exist" >&2; exit 2; }
-	$(VENV)/bin/netron --host 127.0.0.1 --port $(PORT) "$(MODEL)"
+	@$(VENV)/bin/onnxlab view "$(MODEL)" --port $(PORT)
 
 clean-results: ## delete scratch/ (smoke and paper profile outputs); results/ is left alone
 	rm -rf scratch

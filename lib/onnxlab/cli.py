@@ -245,6 +245,30 @@ def _add_info(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
+def _view(args: argparse.Namespace) -> int:
+    import netron as _netron
+
+    from onnxlab.viz import netron
+
+    view = netron(args.model, port=args.port)
+    print(f"Netron is serving {view.path} at {view.url} (Ctrl-C stops it)", flush=True)
+    if args.no_wait:
+        return 0
+    try:
+        _netron.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        view.stop()
+    return 0
+
+
+def _add_view(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="ONNX file (ONNX-SNN files show their neuron ops)")
+    parser.add_argument("--port", type=int, default=None, help="localhost port (default: a free one)")
+    parser.add_argument("--no-wait", action="store_true", help=argparse.SUPPRESS)  # tests: serve and return
+
+
 def _quantize(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -310,6 +334,7 @@ COMMANDS: dict[str, Command] = {
     "classify": Command("tell ML, DL and SNN models apart (reads the graph, runs nothing)", _add_classify, _classify),
     "run": Command("run a model on the engine its kind needs (ONNX Runtime or Nengo)", _add_run, _run),
     "info": Command("opsets, inputs/outputs, parameter count and size of a model", _add_info, _info),
+    "view": Command("serve a model in Netron on localhost and print its address", _add_view, _view),
     "quantize": Command("post-training quantization with ONNX Runtime (dynamic or static QDQ int8)",
                         _add_quantize, _quantize),
     "to-nengo-code": Command("print a Python script that builds the ONNX-SNN model's network with the nengo API",
