@@ -434,7 +434,8 @@ def quantize(model: str | os.PathLike, output: str | os.PathLike, calibration_da
 
     from onnxlab.formats import load_model
 
-    settings = replace(settings or QuantizationSettings(), **overrides).resolved()
+    requested = replace(settings or QuantizationSettings(), **overrides)
+    settings = requested.resolved()
     source, target = Path(model), Path(output)
     if target.resolve() == source.resolve():
         raise InvalidArgument(f"{target}: the output would overwrite the input model; choose another path")
@@ -448,9 +449,13 @@ def quantize(model: str | os.PathLike, output: str | os.PathLike, calibration_da
         input_name, samples = check_calibration_data(proto, str(source), calibration_data)
         samples = samples[:settings.n_calibration]
     notes = [f"mode {mode.name}: {mode.description}"]
-    notes.append(f"reduce_range={settings.reduce_range} "
-                 + ("(7-bit weights: this CPU has no VNNI, so u8s8 multiply-adds could saturate)"
-                    if settings.reduce_range else "(8-bit weights)"))
+    if requested.reduce_range is not None:
+        why = "as asked"
+    elif settings.reduce_range:
+        why = "this CPU has no VNNI, so u8s8 multiply-adds could saturate"
+    else:
+        why = "this CPU has VNNI"
+    notes.append(f"reduce_range={settings.reduce_range} ({'7' if settings.reduce_range else '8'}-bit weights: {why})")
     start = time.perf_counter()
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}.") as tmp:
