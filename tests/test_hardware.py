@@ -9,7 +9,9 @@ from onnxlab.errors import InvalidArgument
 
 def test_theoretical_peak_comes_from_the_flags():
     peak = hardware.theoretical_peak()
-    flags = hardware._cpu_flags()
+    from onnxlab.reproducibility import cpu_flags
+
+    flags = cpu_flags()
     expected_lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags or "avx" in flags else 4
     assert peak.lanes == expected_lanes and peak.fma_units == hardware.ASSUMED_FMA_UNITS
     assert peak.gflops == pytest.approx(peak.cores * 2 * peak.lanes * 2 * peak.clock_ghz)

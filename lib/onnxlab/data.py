@@ -33,7 +33,7 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Callable, Iterable, NamedTuple
 
 import numpy as np
 
@@ -138,10 +138,15 @@ class DataSource:
     in_place: bool = False
 
 
-def _place_from_cache(dest: Path) -> None:
-    missing = [n for n in MNIST_FILES if not (dest / n).is_file()]
+def _check_cached(dest: Path, files: Iterable[str]) -> None:
+    """The "local cache" source: every file must already be in ``dest``."""
+    missing = [n for n in files if not (dest / n).is_file()]
     if missing:
         raise DataError(f"not in {dest}: {', '.join(missing)}")
+
+
+def _place_from_cache(dest: Path) -> None:
+    _check_cached(dest, MNIST_FILES)
 
 
 def _keras_download(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -321,9 +326,7 @@ def verify_cifar10(folder: str | os.PathLike) -> None:
 
 
 def _place_cifar10_from_cache(dest: Path) -> None:
-    missing = [_cifar10_file(n) for n in CIFAR10_ARRAYS if not (dest / _cifar10_file(n)).is_file()]
-    if missing:
-        raise DataError(f"not in {dest}: {', '.join(missing)}")
+    _check_cached(dest, (_cifar10_file(n) for n in CIFAR10_ARRAYS))
 
 
 def _place_cifar10_from_keras(dest: Path) -> None:

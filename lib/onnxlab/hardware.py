@@ -27,17 +27,6 @@ ASSUMED_FMA_UNITS = 2
 MATMUL_SIZE = 2048
 
 
-def _cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 def _clock_ghz() -> tuple[float, str]:
     """The clock the peak assumes, and where it was read: the maximum frequency if the OS exposes it,
     else the current ``cpu MHz`` of /proc/cpuinfo (often the nominal clock in a virtual machine)."""
@@ -81,7 +70,9 @@ def theoretical_peak(cores: int | None = None, fma_units: int = ASSUMED_FMA_UNIT
     """The theoretical fp32 `Peak` of this CPU (``cores``: physical cores by default)."""
     import psutil
 
-    flags = _cpu_flags()
+    from onnxlab.reproducibility import cpu_flags
+
+    flags = cpu_flags()
     extension, lanes = next(((name, n) for name, n in FP32_LANES if name in flags), ("scalar", 1))
     clock, source = _clock_ghz()
     cores = cores or psutil.cpu_count(logical=False) or os.cpu_count() or 1

@@ -111,17 +111,22 @@ SPEED_RELEVANT_CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni",
                             "amx_tile", "amx_int8", "amx_bf16")
 
 
-def cpu_extensions() -> list[str]:
-    """The `SPEED_RELEVANT_CPU_FLAGS` this CPU has (empty where /proc/cpuinfo cannot be read)."""
+def cpu_flags() -> set[str]:
+    """Every flag of the CPU's ``flags`` line in /proc/cpuinfo (empty where it cannot be read)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return [flag for flag in SPEED_RELEVANT_CPU_FLAGS if flag in flags]
+                    return set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return []
+    return set()
+
+
+def cpu_extensions() -> list[str]:
+    """The `SPEED_RELEVANT_CPU_FLAGS` this CPU has (empty where /proc/cpuinfo cannot be read)."""
+    flags = cpu_flags()
+    return [flag for flag in SPEED_RELEVANT_CPU_FLAGS if flag in flags]
 
 
 #: The flags that give x86 CPUs an 8-bit dot-product instruction (ONNX Runtime's int8 kernels use them).
