@@ -177,22 +177,18 @@ class CrossInference:
             raise InvalidArgument(f"no node {sorted(unknown)[0]!r} in the float model")
         activations, weights = self.parameters.activations, self.parameters.weights
         stepper = Stepper(self.float_model, self.inputs, sessions=self._sessions)
-        for index, (name, node) in enumerate(zip(self.names, self.float_model.graph.node)):
+
+        def quantize_outputs(outputs: dict[str, Any]) -> dict[str, Any]:
+            return {t: activations[t](v) if t in activations else v for t, v in outputs.items()}
+
+        for name, node in zip(self.names, self.float_model.graph.node):
             if name not in chosen:
                 stepper.step()
                 continue
-            values = dict(stepper.values)
-            for tensor in node.input:
-                if tensor in weights:
-                    values[tensor] = weights[tensor]
-                elif tensor in activations and tensor in values:
-                    values[tensor] = activations[tensor](values[tensor])
-            outputs = stepper.run_node(index, values)  # weights fed as inputs: the dequantized int8 values
-            outputs = {t: activations[t](v) if t in activations else v for t, v in outputs.items()}
-            stepper.values.update(outputs)
-            stepper.records[name] = NodeRecord(index, name, node.op_type, {t: values.get(t) for t in node.input if t},
-                                               outputs)
-            stepper.position += 1
+            # weights fed as inputs (the dequantized int8 values), activations fake-quantized on the way in and out
+            substitutes = {t: weights[t] if t in weights else activations[t](stepper.values[t])
+                           for t in node.input if t in weights or (t in activations and t in stepper.values)}
+            stepper.step(substitutes, quantize_outputs)
         return stepper.records
 
     def outputs(self, records: Mapping[str, NodeRecord]) -> np.ndarray:

@@ -243,15 +243,25 @@ class Stepper:
         outputs = [n for n in node.output if n]
         return dict(zip(outputs, session.run(outputs, feeds)))
 
-    def step(self) -> NodeRecord:
-        """Run the next node; its `NodeRecord`."""
+    def step(self, substitutes: Mapping[str, Any] | None = None,
+             transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> NodeRecord:
+        """Run the next node; its `NodeRecord`.
+
+        ``substitutes`` replace input values (a weight given here is fed as an input instead of the file's
+        initializer); ``transform`` maps the node's outputs before later nodes see them. Cross inference runs a
+        node "in int8" with both (`onnxlab.cross_inference`).
+        """
         if self.done:
             raise OnnxlabError("the stepper has run every node")
         node = self.model.graph.node[self.position]
-        outputs = self.run_node(self.position)
+        inputs = {**self.values, **substitutes} if substitutes else None
+        outputs = self.run_node(self.position, inputs)
+        if transform is not None:
+            outputs = transform(outputs)
         self.values.update(outputs)
+        seen = inputs if inputs is not None else self.values
         record = NodeRecord(self.position, self.names[self.position], node.op_type,
-                            {n: self.values.get(n, self._constant(n)) for n in node.input if n}, outputs)
+                            {n: seen.get(n, self._constant(n)) for n in node.input if n}, outputs)
         self.records[record.name] = record
         self.position += 1
         return record
