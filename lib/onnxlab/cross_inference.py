@@ -29,6 +29,7 @@ from onnx import numpy_helper
 
 from onnxlab.errors import InvalidArgument, OnnxlabError
 from onnxlab.inspect import NodeRecord, Stepper, node_names
+from onnxlab.quantize import along_axis, dequantize
 
 #: Op types that carry weights and multiply-adds: the "layers" the ranking is about.
 LAYER_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
@@ -77,11 +78,8 @@ class FakeQuant:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, np.float32)
         low, high = _INT_RANGES[self.zero_point.dtype]
-        scale, zp = self.scale.astype(np.float32), self.zero_point.astype(np.float32)
-        if scale.ndim == 1 and x.ndim > 1:
-            shape = [1] * x.ndim
-            shape[self.axis % x.ndim] = -1
-            scale, zp = scale.reshape(shape), zp.reshape(shape)
+        scale = along_axis(self.scale.astype(np.float32), x.ndim, self.axis)
+        zp = along_axis(self.zero_point.astype(np.float32), x.ndim, self.axis)
         q = np.clip(np.round(x / scale) + zp, low, high)  # np.round: half to even, as QuantizeLinear
         return ((q - zp) * scale).astype(np.float32)
 
@@ -107,15 +105,9 @@ class QdqParameters:
                 zero = inits.get(node.input[2]) if len(node.input) > 2 else np.array(0, np.uint8)
                 activations[node.input[0]] = FakeQuant(inits[node.input[1]], zero, axis)
             elif node.op_type == "DequantizeLinear" and node.input[0] in inits:
-                q = inits[node.input[0]].astype(np.float64)
-                scale = inits[node.input[1]].astype(np.float64)
-                zero = inits[node.input[2]].astype(np.float64) if len(node.input) > 2 else np.zeros_like(scale)
-                if scale.ndim == 1 and q.ndim > 1:
-                    shape = [1] * q.ndim
-                    shape[axis % q.ndim] = -1
-                    scale, zero = scale.reshape(shape), zero.reshape(shape)
+                zero = inits[node.input[2]] if len(node.input) > 2 else None
                 name = node.output[0].removesuffix("_DequantizeLinear_Output")
-                weights[name] = ((q - zero) * scale).astype(np.float32)
+                weights[name] = dequantize(inits[node.input[0]], inits[node.input[1]], zero, axis).astype(np.float32)
         if not activations and not weights:
             raise OnnxlabError("the model has no QuantizeLinear/DequantizeLinear nodes: not a QDQ model")
         # a graph output is quantized under a new name (``<out>_QuantizeLinear_Input``) and dequantized back into

@@ -319,6 +319,26 @@ class ArrayCalibrationReader:
         return batch
 
 
+# --------------------------------------------------------------------------- QDQ arithmetic
+
+def along_axis(parameter: np.ndarray, ndim: int, axis: int) -> np.ndarray:
+    """A per-channel QDQ parameter (C,) shaped to broadcast along ``axis`` of an ``ndim``-D tensor
+    (``DequantizeLinear``'s ``axis``); per-tensor parameters and 1-D tensors are returned as they are."""
+    parameter = np.asarray(parameter)
+    if parameter.ndim != 1 or ndim <= 1:
+        return parameter
+    shape = [1] * ndim
+    shape[axis % ndim] = -1
+    return parameter.reshape(shape)
+
+
+def dequantize(q: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | None, axis: int = 1) -> np.ndarray:
+    """``DequantizeLinear`` in float64: (q − zero_point) × scale, per tensor or per channel along ``axis``."""
+    zero = np.zeros_like(scale) if zero_point is None else zero_point
+    return ((q.astype(np.float64) - along_axis(zero.astype(np.float64), q.ndim, axis))
+            * along_axis(np.asarray(scale, np.float64), q.ndim, axis))
+
+
 # --------------------------------------------------------------------------- power-of-two scales
 
 def _round_up_to_power_of_two(scale: np.ndarray) -> np.ndarray:
@@ -347,12 +367,10 @@ def snap_scales_to_powers_of_two(model: onnx.ModelProto) -> onnx.ModelProto:
         axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
         zp = (numpy_helper.to_array(inits[node.input[2]]).astype(np.int64)
               if len(node.input) > 2 and node.input[2] in inits else np.zeros_like(old[node.input[1]], np.int64))
-        shape = [1] * q.ndim
-        if np.ndim(new_scale) == 1 and q.ndim > 0:
-            shape[axis % q.ndim] = -1
-        real = (q.astype(np.float64) - zp.reshape(shape)) * old[node.input[1]].reshape(shape)
+        real = dequantize(q, old[node.input[1]], zp, axis)
         info = np.iinfo(q.dtype)
-        requantized = np.clip(np.round(real / new_scale.reshape(shape)) + zp.reshape(shape), info.min, info.max)
+        requantized = np.clip(np.round(real / along_axis(new_scale, q.ndim, axis)) + along_axis(zp, q.ndim, axis),
+                              info.min, info.max)
         tensor.CopyFrom(numpy_helper.from_array(requantized.astype(q.dtype), tensor.name))
 
     # int32 biases: the scale is (input scale × weight scale) of the layer that adds them
