@@ -74,11 +74,9 @@ def _load_onnxruntime(path: Path, threads: int) -> Runner:
 
 
 def _load_onnxruntime_gpu(path: Path, threads: int, provider: str) -> Runner:
-    import onnxruntime as ort
+    from onnxlab.runtime import ort_session
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), options, providers=[provider, "CPUExecutionProvider"])
+    session = ort_session(path, intra_op_threads=threads, providers=(provider, "CPUExecutionProvider"))
     name = session.get_inputs()[0].name
     return lambda x: session.run(None, {name: x})[0]
 

@@ -15,8 +15,8 @@ OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 def ort_session(model: onnx.ModelProto | str | os.PathLike, *, intra_op_threads: int = 0,
                 optimization: str = "all", log_severity: int = 3,
                 optimized_model_path: str | os.PathLike | None = None, profile_prefix: str | None = None,
-                spin: bool = True):
-    """An ``onnxruntime.InferenceSession`` on the CPU.
+                spin: bool = True, providers: tuple[str, ...] = ("CPUExecutionProvider",)):
+    """An ``onnxruntime.InferenceSession`` (on the CPU unless other ``providers`` are given).
 
     Parameters
     ----------
@@ -38,6 +38,8 @@ def ort_session(model: onnx.ModelProto | str | os.PathLike, *, intra_op_threads:
         Let idle intra-op threads spin-wait for the next run (ONNX Runtime's default: lowest latency for
         one session alone). Turn off where several sessions or engines take turns on the same cores, or
         the spinning threads of one steal the cores of the next.
+    providers
+        Execution providers in order of preference (the CPU by default; GPU providers before it where a build has them).
     """
     import onnxruntime as ort
 
@@ -61,7 +63,7 @@ def ort_session(model: onnx.ModelProto | str | os.PathLike, *, intra_op_threads:
         options.enable_profiling = True
         options.profile_file_prefix = profile_prefix
     source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(source, options, providers=list(providers))
 
 
 def single_input_runner(session, x: np.ndarray, output: int | None = 0):
