@@ -213,3 +213,15 @@ def test_an_onnx_snn_model_keeps_its_neuron_ops_and_its_accuracy(cnn_path, mnist
     float_labels, float_accuracy = _accuracy(tmp_path / "snn.onnx", mnist)
     labels, accuracy = _accuracy(result.path, mnist)
     assert 100 * (float_accuracy - accuracy) <= MAX_ACCURACY_DROP
+
+
+def test_a_legacy_onnx_snn_file_is_refused_with_the_upgrade_hint(dnn_path, tmp_path):
+    """The original tool's files (LIF in the default domain) fail the checker: the error says how to fix it."""
+    model = onnx.load(str(dnn_path))
+    relu = next(n for n in model.graph.node if n.op_type == "Relu")
+    relu.op_type = "LIF"
+    legacy = tmp_path / "legacy.onnx"
+    onnx.save(model, str(legacy))
+    with pytest.raises(OnnxlabError, match=r"invalid ONNX model: .*LIF.* `onnxlab upgrade .*legacy.onnx upgraded.onnx`"):
+        q.quantize(legacy, tmp_path / "out.onnx", mode="dynamic")
+    assert not (tmp_path / "out.onnx").exists()

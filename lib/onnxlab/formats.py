@@ -136,7 +136,11 @@ def load_model(path: str | os.PathLike, *, check: bool = True) -> onnx.ModelProt
         try:
             onnx.checker.check_model(model)
         except onnx.checker.ValidationError as exc:
-            raise OnnxlabError(f"{path}: invalid ONNX model: {str(exc).splitlines()[0]}") from None
+            from onnxlab.snn.legacy import is_legacy
+
+            hint = (f" — a file of the original ONNX-SNN tool (neuron ops in the default domain): "
+                    f"`onnxlab upgrade {path} upgraded.onnx` converts it" if is_legacy(model) else "")
+            raise OnnxlabError(f"{path}: invalid ONNX model: {str(exc).splitlines()[0]}{hint}") from None
     return model
 
 
