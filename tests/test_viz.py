@@ -1,5 +1,5 @@
 """onnxlab.viz / `onnxlab view` / `make netron`: Netron serves a model on localhost; a missing or non-ONNX file gets
-one clear error. (The real-browser test of the page itself is issue 13's next slice.)"""
+one clear error. The page itself is opened in a real browser by test_browser.py."""
 import subprocess
 import urllib.request
 from pathlib import Path
