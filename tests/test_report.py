@@ -41,8 +41,23 @@ def test_the_committed_results_are_all_in_the_report(tmp_path):
     text = report.render(results)
     for table in (results / "tables").glob("*.json"):
         assert f"`tables/{table.stem}.csv`" in text, table.stem
-    for figure in (results / "figures").glob("*.png"):
-        assert f"(figures/{figure.name})" in text, figure.name
+    for figure in (results / "figures").rglob("*.png"):
+        name = figure.relative_to(results / "figures").as_posix()
+        assert f"(figures/{name})" in text, name
+
+
+def test_a_notebook_claims_a_figure_folder_it_writes_by_pattern(tmp_path):
+    write_table(pd.DataFrame({"figure": ["a"]}), "graphs_index", tmp_path, title="Graphs",
+                metadata=run_metadata("smoke", {}))
+    for name in ("graphs/lenet1", "graphs/lenet4"):
+        figure_path(tmp_path, name).write_bytes(b"png")
+    figure_path(tmp_path, "unrelated").write_bytes(b"png")
+    _notebook(tmp_path / "notebooks" / "graphs_index.ipynb",
+              'write_table(t, "graphs_index", results_dir)\nstem = figure_path(results_dir, f"graphs/{figure.name}")')
+    groups = report.collect(tmp_path)
+    assert [(g.name, g.figures) for g in groups] == [("graphs_index", ["graphs/lenet1", "graphs/lenet4"]),
+                                                      ("Other", ["unrelated"])]
+    assert "![graphs/lenet4](figures/graphs/lenet4.png)" in report.render(tmp_path)
 
 
 def test_a_folder_without_tables_is_refused(tmp_path):

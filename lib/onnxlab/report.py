@@ -21,6 +21,8 @@ from onnxlab.errors import OnnxlabError
 REPORT_NAME = "README.md"
 _TABLE_CALL = re.compile(r"write_table\(\s*[^,]+,\s*[\"']([^\"']+)[\"']")
 _FIGURE_CALL = re.compile(r"figure_path\(\s*results_dir\s*,\s*[\"']([^\"']+)[\"']")
+#: ``figure_path(results_dir, f"graphs/{name}")``: the notebook claims every figure in that folder
+_FIGURE_FOLDER_CALL = re.compile(r"figure_path\(\s*results_dir\s*,\s*f[\"']([\w.-]+/)")
 
 
 @dataclass
@@ -33,23 +35,30 @@ class NotebookResults:
     executed: Path | None = None
 
 
-def _claims(executed: Path) -> tuple[list[str], list[str]]:
-    """Table and figure names written by the code cells of an executed notebook."""
+def _claims(executed: Path, figures: list[str]) -> tuple[list[str], list[str]]:
+    """Table and figure names written by the code cells of an executed notebook (``figures``: those that exist)."""
     cells = json.loads(executed.read_text()).get("cells", [])
     code = "\n".join("".join(c.get("source", "")) for c in cells if c.get("cell_type") == "code")
-    return list(dict.fromkeys(_TABLE_CALL.findall(code))), list(dict.fromkeys(_FIGURE_CALL.findall(code)))
+    folders = tuple(_FIGURE_FOLDER_CALL.findall(code))
+    named = _FIGURE_CALL.findall(code) + [f for f in figures if folders and f.startswith(folders)]
+    return list(dict.fromkeys(_TABLE_CALL.findall(code))), list(dict.fromkeys(named))
 
 
 def collect(results_dir: str | Path) -> list[NotebookResults]:
-    """Group the tables (``tables/*.json``) and figures (``figures/*.png``) of a results folder by notebook."""
+    """Group the tables (``tables/*.json``) and figures (``figures/**/*.png``) of a results folder by notebook.
+
+    A figure's name is its path under ``figures/`` without the extension (``graphs/lenet1`` for
+    ``figures/graphs/lenet1.png``).
+    """
     results_dir = Path(results_dir)
     tables = sorted(p.stem for p in (results_dir / "tables").glob("*.json"))
-    figures = sorted(p.stem for p in (results_dir / "figures").glob("*.png"))
+    figures_dir = results_dir / "figures"
+    figures = sorted(p.relative_to(figures_dir).with_suffix("").as_posix() for p in figures_dir.rglob("*.png"))
     if not tables:
         raise OnnxlabError(f"{results_dir}: no tables (tables/*.json) to report; run `make reproduce` first")
     groups, claimed_tables, claimed_figures = [], set(), set()
     for executed in sorted((results_dir / "notebooks").glob("*.ipynb")):
-        table_names, figure_names = _claims(executed)
+        table_names, figure_names = _claims(executed, figures)
         group = NotebookResults(executed.stem, [t for t in table_names if t in tables and t not in claimed_tables],
                                 [f for f in figure_names if f in figures and f not in claimed_figures], executed)
         claimed_tables.update(group.tables)

@@ -72,7 +72,7 @@ def write_table(df: pd.DataFrame, name: str, results_dir: str | Path, *, title: 
 
 
 def figure_path(results_dir: str | Path, name: str, ext: str = "png") -> Path:
-    """``<results_dir>/figures/<name>.<ext>``, with the folder created."""
-    folder = Path(results_dir) / "figures"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"{name}.{ext}"
+    """``<results_dir>/figures/<name>.<ext>``, with its folder created (``name`` may hold one, ``graphs/lenet1``)."""
+    path = Path(results_dir) / "figures" / f"{name}.{ext}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
