@@ -80,6 +80,8 @@ $(addprefix nb-,$(NOTEBOOKS)): nb-%: $(STAMP)
 
 # the foreign-models notebook writes PyTorch's own ONNX files with the PyTorch environment
 nb-foreign_models: $(TORCH_STAMP)
+# the graph figures are drawn with Graphviz
+nb-graph_figures: system-packages
 
 test: $(STAMP) data $(TORCH_STAMP) system-packages ## run the unit tests and a smoke-profile papermill run of every notebook
 	ONNXLAB_REQUIRE_PYTORCH=1 $(PY) -m pytest $(PYTEST_ARGS)

@@ -12,6 +12,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 PROFILES = ("smoke", "default", "paper")
+def _graph_figures():
+    from onnxlab import graph_figures
+
+    return graph_figures
+
+
 #: What each notebook's smoke run must produce: its main table's columns (the issue's contract,
 #: the same in every profile), invariants that hold whatever the sizes, and the other files.
 CONTRACTS = {
@@ -67,6 +73,16 @@ CONTRACTS = {
         and t[t.precision == "int8"].efficiency_measured.isna().all()
         and (t[t.precision == "fp32"].efficiency_measured > 0).all(),
         tables=[], figures=["inference_engines_throughput", "inference_engines_efficiency"]),
+    "graph_figures": dict(
+        columns={"figure", "paper_figure", "panel", "ops", "boxes_drawn", "neuron_ops", "highlighted", "summarized",
+                 "files"},
+        # every figure drawn; in each ONNX / ONNX-SNN pair the LIF nodes are exactly the highlighted activations;
+        # no panel is taller than the summary limit
+        invariant=lambda t: set(t.figure) == set(_graph_figures().FIGURES)
+        and all((lambda g: g.highlighted.iloc[0] == g.neuron_ops.iloc[1] > 0 == g.neuron_ops.iloc[0])(group)
+                for name, group in t.groupby("figure") if _graph_figures().FIGURES[name].pair)
+        and (t.boxes_drawn <= _graph_figures().MAX_PANEL_BOXES).all(),
+        tables=[], figures=[f"graphs/{name}" for name in _graph_figures().FIGURES]),
     "layer_debugger": dict(
         columns={"model", "layer", "op_type", "local_sqnr_db", "local_cosine", "local_max_abs_error",
                  "output_sqnr_db", "accuracy_alone_int8", "accuracy_all_but", "recovered_points"},
