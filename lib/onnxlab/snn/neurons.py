@@ -102,6 +102,52 @@ class FunctionBody:
         return output
 
 
+class StepBody(FunctionBody):
+    """A `FunctionBody` for one neuron node's time step, inlined in a graph: the node's parameters are literal
+    constants, and every output is named under ``prefix`` (unique in the graph)."""
+
+    def __init__(self, prefix: str, params: dict[str, float], nodes: list[onnx.NodeProto],
+                 opset: int = ONNX_OPSET) -> None:
+        super().__init__(opset)
+        self.prefix, self.params, self.nodes = prefix, params, nodes
+
+    def op(self, op_type: str, *inputs: str, **attributes: Any) -> str:
+        output = f"{self.prefix}/{op_type.lower()}_{len(self.nodes)}"
+        self.nodes.append(helper.make_node(op_type, list(inputs), [output], **attributes))
+        return output
+
+    def attr(self, name: str) -> str:
+        return self.const(self.params[name])
+
+    def value(self, name: str) -> float:
+        """The parameter ``name`` as a number."""
+        return float(self.params[name])
+
+
+def accurate_expm1(body: FunctionBody, x: str) -> str:
+    """``expm1(x)`` to float32 accuracy in ONNX ops (which have no Expm1).
+
+    ``Exp(x) - 1`` loses the digits a spike decision turns on; this is the compensated form
+    ``u = exp(x)``: ``x`` where ``u == 1``, else ``(u - 1) * x / log(u)``.
+    """
+    u = body.op("Exp", x)
+    one = body.const(1.0)
+    is_one = body.op("Equal", u, one)
+    safe_u = body.op("Where", is_one, body.const(2.0), u)  # keeps the branch not taken finite
+    ratio = body.op("Div", body.op("Mul", body.op("Sub", safe_u, one), x), body.op("Log", safe_u))
+    return body.op("Where", is_one, x, ratio)
+
+
+def accurate_log1p(body: FunctionBody, x: str) -> str:
+    """``log1p(x)`` to float32 accuracy: ``u = 1 + x``; ``x`` where ``u == 1``, else ``log(u) * x / (u - 1)``."""
+    one = body.const(1.0)
+    u = body.op("Add", one, x)
+    is_one = body.op("Equal", u, one)
+    safe_u = body.op("Where", is_one, body.const(2.0), u)
+    ratio = body.op("Div", body.op("Mul", body.op("Log", safe_u), x), body.op("Sub", safe_u, one))
+    return body.op("Where", is_one, x, ratio)
+
+
 class NeuronOp:
     """Base of the ONNX-SNN neuron operators.
 
@@ -118,6 +164,8 @@ class NeuronOp:
     derived
         Further attributes computed from the parameters when a node is written (see
         `node_attributes`), read only by the ONNX function.
+    state
+        The state one simulator step carries to the next (see `step`), each shaped like the current.
     """
 
     op_type: ClassVar[str]
@@ -125,6 +173,7 @@ class NeuronOp:
     spiking: ClassVar[bool] = False
     attributes: ClassVar[dict[str, float]] = {}
     derived: ClassVar[tuple[str, ...]] = ()
+    state: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def node_attributes(cls, params: dict[str, float]) -> dict[str, Any]:
@@ -135,6 +184,24 @@ class NeuronOp:
     def rate(cls, body: FunctionBody, current: str) -> str:
         """Append the nodes computing the rate response from ``current`` (J); return the output name."""
         raise NotImplementedError
+
+    @classmethod
+    def step(cls, body: StepBody, current: str, state: dict[str, str], dt: float) -> tuple[str, dict[str, str]]:
+        """Append the nodes of one simulator step of ``dt`` seconds, as Nengo's ``step`` computes it (float32).
+
+        ``body.attr(name)`` gives a parameter as a constant, ``body.value(name)`` as a number; ``state`` maps each name of `state` to the tensor
+        holding it (all start at 0). Returns the output (Hz × amplitude: ``amplitude / dt`` per spike) and
+        the new state. Rate types step as their rate.
+
+        Raises
+        ------
+        SNNError
+            For a spiking type without an exact ONNX step.
+        """
+        if cls.spiking:
+            raise SNNError(f"{cls.op_type} has no exact ONNX time step; simulate it with NengoDL "
+                           "(onnxlab.snn.simulate)")
+        return cls.rate(body, current), {}
 
     @classmethod
     def function(cls, opset: int = ONNX_OPSET) -> onnx.FunctionProto:
@@ -210,6 +277,15 @@ class SpikingRectifiedLinear(RectifiedLinear):
     op_type = "SpikingRectifiedLinear"
     nengo_path = "nengo.SpikingRectifiedLinear"
     spiking = True
+    state = ("voltage",)
+
+    @classmethod
+    def step(cls, body, current, state, dt):
+        """nengo.SpikingRectifiedLinear.step: integrate max(J, 0) dt, emit the whole spikes, keep the remainder."""
+        voltage = body.op("Add", state["voltage"], body.op("Mul", body.op("Relu", current), body.const(dt)))
+        n_spikes = body.op("Floor", voltage)
+        output = body.op("Mul", body.const(body.value("amplitude") / dt), n_spikes)  # float64 quotient, as Nengo
+        return output, {"voltage": body.op("Sub", voltage, n_spikes)}
 
 
 class LIFRate(NeuronOp):
@@ -236,6 +312,29 @@ class LIF(LIFRate):
     nengo_path = "nengo.LIF"
     spiking = True
     attributes = {"tau_rc": 0.02, "tau_ref": 0.002, "min_voltage": 0.0, "amplitude": 1.0}
+    state = ("voltage", "refractory_time")
+
+    @classmethod
+    def step(cls, body, current, state, dt):
+        """nengo.LIF.step: the voltage decays towards J over the non-refractory part of the step; a neuron above 1
+        spikes, is reset to 0 and stays refractory for tau_ref from its exact sub-step spike time."""
+        dt_c, one, zero = body.const(dt), body.const(1.0), body.const(0.0)
+        tau_rc = body.attr("tau_rc")
+        refractory = body.op("Sub", state["refractory_time"], dt_c)
+        delta_t = body.op("Max", body.op("Min", body.op("Sub", dt_c, refractory), dt_c), zero)  # clip(dt - r, 0, dt)
+        decay = accurate_expm1(body, body.op("Div", body.op("Neg", delta_t), tau_rc))  # a Div, as Nengo writes it
+        voltage = body.op("Sub", state["voltage"], body.op("Mul", body.op("Sub", current, state["voltage"]), decay))
+        spiked = body.op("Greater", voltage, one)
+        output = body.op("Where", spiked, body.const(body.value("amplitude") / dt), zero)  # float64 quotient
+        # t_spike = dt + tau_rc * log1p(-(v - 1) / (J - 1)), needed only where a neuron spiked (J > 1 there)
+        j_minus_1 = body.op("Where", spiked, body.op("Sub", current, one), one)
+        fraction = body.op("Neg", body.op("Div", body.op("Sub", voltage, one), j_minus_1))
+        t_spike = body.op("Add", dt_c, body.op("Mul", tau_rc, accurate_log1p(body, fraction)))
+        min_voltage = body.attr("min_voltage")
+        voltage = body.op("Where", body.op("Less", voltage, min_voltage), min_voltage, voltage)
+        voltage = body.op("Where", spiked, zero, voltage)
+        refractory = body.op("Where", spiked, body.op("Add", body.attr("tau_ref"), t_spike), refractory)
+        return output, {"voltage": voltage, "refractory_time": refractory}
 
 
 class SoftLIFRate(LIFRate):

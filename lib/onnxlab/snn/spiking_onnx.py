@@ -1,0 +1,271 @@
+"""Compile an ONNX-SNN model to a plain ONNX time loop: spiking inference with nothing but ONNX Runtime.
+
+``to_spiking_onnx(model)`` returns a model in the default ONNX domain only (no custom ops, no functions) that
+presents each input for ``n_steps`` steps of ``dt`` seconds and simulates the network as ``nengo.Simulator``
+does: an ONNX ``Loop`` whose body is the model's graph with every neuron op replaced by its step
+(`onnxlab.snn.neurons.NeuronOp.step`, Nengo's own discretisation in float32), carrying each neuron layer's
+state (LIF: voltage and refractory time) and the output probe's lowpass filter from one step to the next.
+
+Outputs, for each model output ``y`` (a final Softmax is dropped, as `to_nengo` drops it — Nengo outputs logits):
+
+- ``y``: shape (N, n_steps, ...), the output filtered by the probe's synapse as Nengo's filtered probe reads it
+  (the filter at step t has seen the raw outputs up to step t − 1); the raw output if the synapse is None;
+- for each neuron node named in ``record``: ``<node>/spikes``, (N, n_steps, *neurons), its output per step.
+
+Every neuron starts at rest (voltage and refractory time 0), which is what `nengo.Simulator` does when the
+initial voltages are set to 0 (Nengo's default draws them uniformly in [0, 1) from the ensemble's seed).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from onnxlab.errors import SNNError
+from onnxlab.formats import ONNX_SNN_DOMAIN, as_model
+from onnxlab.graph import attributes, default_opset
+from onnxlab.snn.neurons import StepBody, neuron
+from onnxlab.snn.simulation import Simulation
+from onnxlab.snn.to_nengo import DROPPED_OUTPUT_OPS
+
+#: Oldest ai.onnx opset of a source model: the loop uses Slice with inputs, and Equal on floats (opset 11).
+MIN_OPSET = 11
+#: Name prefix of the loop body's own tensors (unique against the outer graph's names).
+BODY_PREFIX = "step"
+#: Suffix of a recorded layer's output.
+SPIKES_SUFFIX = "/spikes"
+
+
+def _sample_dims(model: onnx.ModelProto, name: str, what: str) -> list[int]:
+    """The static per-sample dimensions of tensor ``name`` (its batch dimension may be symbolic)."""
+    graph = model.graph
+    for info in [*graph.input, *graph.value_info, *graph.output]:
+        if info.name == name:
+            dims = info.type.tensor_type.shape.dim
+            if len(dims) >= 1 and all(d.HasField("dim_value") for d in dims[1:]):
+                return [d.dim_value for d in dims[1:]]
+    raise SNNError(f"{what}: the shape of {name!r} is not known (the spiking loop needs fixed sample dimensions)")
+
+
+def _drop_final_softmax(graph: onnx.GraphProto) -> tuple[list[onnx.NodeProto], dict[str, str]]:
+    """Nodes without a final Softmax/LogSoftmax, and output name -> the tensor that now holds it."""
+    nodes, outputs = list(graph.node), {o.name: o.name for o in graph.output}
+    for name in list(outputs):
+        producer = next((n for n in nodes if name in n.output), None)
+        if producer is not None and producer.op_type in DROPPED_OUTPUT_OPS:
+            nodes.remove(producer)
+            outputs[name] = producer.input[0]
+    return nodes, outputs
+
+
+#: What `to_spiking_onnx` can do with a MaxPool node.
+MAX_POOL_CHOICES = ("average", "max", "error")
+#: MaxPool attributes AveragePool takes as they are.
+_POOL_ATTRIBUTES = ("auto_pad", "ceil_mode", "kernel_shape", "pads", "strides")
+
+
+def _max_pools(nodes: list[onnx.NodeProto], choice: str, what: str) -> tuple[list[onnx.NodeProto], list[str]]:
+    """``nodes`` with each MaxPool as ``choice`` says, and a note per replacement."""
+    if choice not in MAX_POOL_CHOICES:
+        raise SNNError(f"max_pool must be one of {', '.join(MAX_POOL_CHOICES)}, got {choice!r}")
+    out, notes = [], []
+    for node in nodes:
+        if node.op_type != "MaxPool" or node.domain not in ("", "ai.onnx") or choice == "max":
+            out.append(node)
+            continue
+        label = node.name or node.output[0]
+        if choice == "error":
+            raise SNNError(f"{what}: node {label!r} (MaxPool): Nengo averages instead (max_pool='average')")
+        if len(node.output) > 1 and node.output[1]:
+            raise SNNError(f"{what}: node {label!r} (MaxPool): its Indices output has no spiking counterpart")
+        kept = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute if a.name in _POOL_ATTRIBUTES}
+        out.append(helper.make_node("AveragePool", [node.input[0]], [node.output[0]], name=node.name, **kept))
+        notes.append(f"node {label!r}: max pooling replaced by average pooling, as to_nengo builds it")
+    return out, notes
+
+
+def _lowpass(tau: float | None, dt: float) -> tuple[float, float]:
+    """Nengo's zero-order-hold discretisation of Lowpass(tau): x <- a x + b u, with a = exp(-dt/tau), b = 1 - a."""
+    if tau is None or tau == 0:
+        return 0.0, 1.0
+    a = float(np.exp(-dt / tau))
+    return a, 1.0 - a
+
+
+def to_spiking_onnx(model: onnx.ModelProto | str | os.PathLike, *, n_steps: int | None = None,
+                    dt: float | None = None, synapse: float | None | str = "file",
+                    record: Sequence[str] = (), max_pool: str = "average") -> onnx.ModelProto:
+    """Compile an ONNX-SNN model to a default-domain ONNX model that simulates it over time.
+
+    Parameters
+    ----------
+    model
+        An ONNX-SNN model (proto or path), ai.onnx opset >= `MIN_OPSET`, one input with fixed sample
+        dimensions.
+    n_steps, dt
+        Steps each input is presented for and the step in seconds (default: the file's ``onnxsnn.*`` metadata).
+    synapse
+        Time constant (s) of the output probe's lowpass filter; None: raw outputs; ``"file"``: the file's.
+    record
+        Names of neuron nodes whose output per step to add as ``<name>/spikes`` outputs.
+    max_pool
+        ``"average"`` (default): MaxPool becomes average pooling over the same windows, as `to_nengo` builds it,
+        so the loop computes the Nengo network (said in the model's doc string); ``"max"``: the max of the
+        spike trains, as the file says; ``"error"``: refuse.
+
+    Returns
+    -------
+    onnx.ModelProto
+        Valid under ``onnx.checker.check_model(full_check=True)``; runs in ONNX Runtime alone.
+
+    Raises
+    ------
+    SNNError
+        For a model without neuron ops, a neuron type without an exact step (Izhikevich), a layer synapse
+        (not compiled yet), an unknown ``record`` name, an opset below `MIN_OPSET`, or unknown shapes.
+    """
+    model = as_model(model)
+    what = model.graph.name or "model"
+    settings = Simulation.read(model)
+    n_steps = int(n_steps or settings.n_steps)
+    dt = float(dt or settings.dt)
+    synapse = settings.synapse if synapse == "file" else synapse
+    opset = default_opset(model)
+    if opset < MIN_OPSET:
+        raise SNNError(f"{what}: ai.onnx opset {opset}; the spiking loop needs >= {MIN_OPSET} "
+                       "(convert it first: onnx.version_converter)")
+    if settings.layer_synapse is not None:
+        raise SNNError(f"{what}: a layer synapse ({settings.layer_synapse} s) is not compiled to ONNX yet; "
+                       "simulate it with NengoDL")
+    if len(model.graph.input) - len({t.name for t in model.graph.initializer} & {i.name for i in model.graph.input}) != 1:
+        raise SNNError(f"{what}: the spiking loop takes exactly one input")
+    neurons = [n for n in model.graph.node if n.domain == ONNX_SNN_DOMAIN]
+    if not neurons:
+        raise SNNError(f"{what}: no ONNX-SNN neuron op to simulate")
+    unknown = sorted(set(record) - {n.name for n in neurons})
+    if unknown:
+        raise SNNError(f"{what}: record names no neuron node: {', '.join(unknown)}; neuron nodes: "
+                       f"{', '.join(n.name for n in neurons)}")
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    initializers = {t.name for t in model.graph.initializer}
+    (x_info,) = [i for i in model.graph.input if i.name not in initializers]
+    nodes, outputs = _drop_final_softmax(model.graph)
+    nodes, notes = _max_pools(nodes, max_pool, what)
+    out_dims = {name: _sample_dims(inferred, source, what) for name, source in outputs.items()}
+
+    # ----- the loop body: the graph, neuron ops replaced by their steps
+    outer = initializers | {x_info.name}
+    rename = {}
+
+    def body_name(name: str) -> str:
+        return name if name in outer or name == "" else rename.setdefault(name, f"{BODY_PREFIX}/{name}")
+
+    body_nodes: list[onnx.NodeProto] = []
+    state_inputs, state_outputs, initial_states = [], [], []
+    spikes = {}
+    for index, node in enumerate(nodes):
+        if node.domain != ONNX_SNN_DOMAIN:
+            copy = onnx.NodeProto()
+            copy.CopyFrom(node)
+            del copy.input[:], copy.output[:]
+            copy.input.extend(body_name(i) for i in node.input)
+            copy.output.extend(body_name(o) for o in node.output)
+            body_nodes.append(copy)
+            continue
+        op = neuron(node.op_type)
+        label = node.name or f"{node.op_type}_{index}"
+        dims = _sample_dims(inferred, node.output[0], what)
+        params = {k: v for k, v in attributes(node).items() if isinstance(v, float)}
+        body = StepBody(f"{BODY_PREFIX}/{label}", {**op.attributes, **params}, body_nodes, opset)
+        x, gain, bias = (body_name(i) for i in node.input)
+        current = body.op("Add", body.op("Mul", x, gain), bias)
+        state = {}
+        for var in op.state:
+            state[var] = f"{BODY_PREFIX}/{label}/{var}/in"
+            state_inputs.append(helper.make_tensor_value_info(state[var], TensorProto.FLOAT, None))
+            initial_states.append(dims)
+        output, new_state = op.step(body, current, state, dt)
+        for var in op.state:
+            name = f"{BODY_PREFIX}/{label}/{var}/out"
+            body_nodes.append(helper.make_node("Identity", [new_state[var]], [name]))
+            state_outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
+        body_nodes.append(helper.make_node("Identity", [output], [body_name(node.output[0])]))
+        if label in record:
+            spikes[label] = (body_name(node.output[0]), dims)
+
+    # ----- the output probes: Nengo's filtered probe sees the raw output of the previous step
+    a, b = _lowpass(synapse, dt)
+    filter_inputs, filter_outputs, scan_outputs = [], [], []
+    for name in outputs:
+        raw = body_name(outputs[name])
+        if synapse is None:
+            scan_outputs.append(raw)
+            continue
+        filt_in, prev_in = f"{BODY_PREFIX}/{name}/filter/in", f"{BODY_PREFIX}/{name}/previous/in"
+        filt_out, prev_out = f"{BODY_PREFIX}/{name}/filter/out", f"{BODY_PREFIX}/{name}/previous/out"
+        fb = StepBody(f"{BODY_PREFIX}/{name}/filter", {}, body_nodes, opset)
+        filtered = fb.op("Add", fb.op("Mul", fb.const(a), filt_in), fb.op("Mul", fb.const(b), prev_in))
+        body_nodes += [helper.make_node("Identity", [filtered], [filt_out]),
+                       helper.make_node("Identity", [raw], [prev_out])]
+        filter_inputs += [filt_in, prev_in]
+        filter_outputs += [filt_out, prev_out]
+        scan_outputs.append(filt_out)
+    scan_outputs += [tensor for tensor, _ in spikes.values()]
+
+    body_nodes.append(helper.make_node("Identity", ["cond_in"], ["cond_out"]))
+    value = lambda n: helper.make_tensor_value_info(n, TensorProto.FLOAT, None)  # noqa: E731
+    body_graph = helper.make_graph(
+        body_nodes, "time_step",
+        [helper.make_tensor_value_info("iteration", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []), *state_inputs,
+         *map(value, filter_inputs)],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []), *state_outputs,
+         *map(value, filter_outputs), *[value(f"{s}/scan") for s in scan_outputs]])
+    for tensor in scan_outputs:  # scan outputs need their own names
+        body_graph.node.append(helper.make_node("Identity", [tensor], [f"{tensor}/scan"]))
+
+    # ----- the outer graph: zero states, the loop, (T, N, ...) -> (N, T, ...)
+    outer_nodes = [
+        helper.make_node("Shape", [x_info.name], ["input_shape"]),
+        helper.make_node("Slice", ["input_shape", "zero_i64", "one_i64"], ["batch"]),
+    ]
+    constants = [numpy_helper.from_array(np.array([0], np.int64), "zero_i64"),
+                 numpy_helper.from_array(np.array([1], np.int64), "one_i64"),
+                 numpy_helper.from_array(np.array(n_steps, np.int64), "n_steps")]
+
+    def zeros(dims: list[int], name: str) -> str:
+        constants.append(numpy_helper.from_array(np.array(dims, np.int64), f"{name}/dims"))
+        outer_nodes.append(helper.make_node("Concat", ["batch", f"{name}/dims"], [f"{name}/shape"], axis=0))
+        outer_nodes.append(helper.make_node("ConstantOfShape", [f"{name}/shape"], [name],
+                                            value=numpy_helper.from_array(np.zeros(1, np.float32))))
+        return name
+
+    loop_inputs = ["n_steps", ""]
+    loop_inputs += [zeros(d, f"initial/{i}") for i, d in enumerate(initial_states)]
+    for name in outputs:
+        if synapse is not None:
+            loop_inputs += [zeros(out_dims[name], f"initial/{name}/filter"),
+                            zeros(out_dims[name], f"initial/{name}/previous")]
+    n_carried = len(state_outputs) + len(filter_outputs)
+    loop_outputs = [f"final/{i}" for i in range(n_carried)] + [f"{s}/steps" for s in scan_outputs]
+    outer_nodes.append(helper.make_node("Loop", loop_inputs, loop_outputs, body=body_graph))
+    graph_outputs = []
+    final_names = list(outputs) + [f"{label}{SPIKES_SUFFIX}" for label in spikes]
+    final_dims = [out_dims[n] for n in outputs] + [d for _, d in spikes.values()]
+    for scanned, name, dims in zip(loop_outputs[n_carried:], final_names, final_dims):
+        perm = [1, 0, *range(2, 2 + len(dims))]
+        outer_nodes.append(helper.make_node("Transpose", [scanned], [name], perm=perm))
+        graph_outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", n_steps, *dims]))
+
+    graph = helper.make_graph(outer_nodes, f"{what}_spiking", [x_info], graph_outputs,
+                              [*model.graph.initializer, *constants])
+    compiled = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
+                                 producer_name="onnxlab.to_spiking_onnx")
+    compiled.ir_version = model.ir_version
+    compiled.doc_string = "\n".join([f"Spiking simulation of {what} over {n_steps} steps of {dt} s (onnxlab)", *notes])
+    Simulation(dt=dt, n_steps=n_steps, synapse=synapse, seed=settings.seed).write(compiled)
+    return compiled

@@ -1,0 +1,220 @@
+"""onnxlab.snn.to_spiking_onnx: an ONNX-SNN model compiled to a plain ONNX time loop spikes as nengo.Simulator does.
+
+The reference is `nengo.Simulator` at 32-bit precision on the network `to_nengo` builds from the same file, every
+neuron starting at voltage 0. Spikes of recorded layers must be identical at every step; outputs (sums of spikes
+through the next layer's weights, in another summation order) agree to float32 rounding.
+"""
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+
+from onnxlab.errors import SNNError
+from onnxlab.formats import ONNX_SNN_DOMAIN
+from onnxlab.runtime import ort_session
+from onnxlab.snn import to_snn
+from onnxlab.snn.simulation import Simulation
+from onnxlab.snn.spiking_onnx import SPIKES_SUFFIX, to_spiking_onnx
+from onnxlab.snn.to_nengo import to_nengo
+from tests import onnx_models
+
+#: Output agreement: max |ours - nengo| <= OUTPUT_RTOL * max |nengo| (float32 summation order only).
+OUTPUT_RTOL = 1e-5
+N_STEPS = 40
+
+
+@pytest.fixture(autouse=True)
+def float32_nengo():
+    import nengo
+
+    before = nengo.rc["precision"]["bits"]
+    nengo.rc["precision"]["bits"] = "32"
+    yield
+    nengo.rc["precision"]["bits"] = before
+
+
+def _at_rest(network):
+    """Every spiking neuron starts at voltage 0 (Nengo draws them in [0, 1) by default)."""
+    import nengo
+
+    for ens in network.all_ensembles:
+        nt = ens.neuron_type
+        start = {"voltage": nengo.dists.Choice([0.0])}
+        if isinstance(nt, nengo.LIF):
+            ens.neuron_type = nengo.LIF(tau_rc=nt.tau_rc, tau_ref=nt.tau_ref, min_voltage=nt.min_voltage,
+                                        amplitude=nt.amplitude, initial_state=start)
+        elif isinstance(nt, nengo.SpikingRectifiedLinear):
+            ens.neuron_type = type(nt)(amplitude=nt.amplitude, initial_state=start)
+
+
+def _nengo(snn, x, layers, n_steps=N_STEPS):
+    """nengo.Simulator per sample: (filtered output, raw output, {layer: spikes}), batch first."""
+    import nengo
+
+    filtered, raw, spikes = [], [], {name: [] for name in layers}
+    for sample in x:
+        model = to_nengo(snn)
+        _at_rest(model.network)
+        (node,) = model.inputs.values()
+        node.output = sample.ravel()
+        with model.network:
+            probes = {name: nengo.Probe(model.ensembles[name].neurons) for name in layers}
+        with nengo.Simulator(model.network, dt=model.simulation.dt, progress_bar=False) as sim:
+            sim.run_steps(n_steps)
+        filtered.append(sim.data[next(iter(model.filtered_outputs.values()))])
+        raw.append(sim.data[next(iter(model.outputs.values()))])
+        for name in layers:
+            spikes[name].append(sim.data[probes[name]])
+    return np.array(filtered), np.array(raw), {k: np.array(v) for k, v in spikes.items()}
+
+
+def _ours(snn, x, layers, **options):
+    compiled = to_spiking_onnx(snn, record=layers, **options)
+    session = ort_session(compiled)
+    outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, {session.get_inputs()[0].name: x})))
+    return compiled, outputs
+
+
+def _neuron_names(snn):
+    return [n.name for n in snn.graph.node if n.domain == ONNX_SNN_DOMAIN]
+
+
+NETS = {
+    "dense": (lambda: onnx_models.mlp(sizes=(6, 16, 12, 4)), (6,)),
+    # conv + residual Add + Concat + average pool + Gemm, H = W = 6, 2 -> 3 -> 5 channels
+    "conv-branching": (lambda: onnx_models.branching(), (2, 6, 6)),
+    "conv-maxpool-batchnorm": (lambda: onnx_models.branching(pool="MaxPool", batch_norm=True), (2, 6, 6)),
+}
+
+
+NEURON_SETTINGS = {"LIF": dict(gain=3.0, bias=0.5, params={"amplitude": 0.01}),
+                   "SpikingRectifiedLinear": dict(gain=40.0, params={"amplitude": 0.025})}
+CASES = [("dense", "LIF"), ("dense", "SpikingRectifiedLinear"), ("conv-branching", "LIF"),
+         ("conv-branching", "SpikingRectifiedLinear"), ("conv-maxpool-batchnorm", "LIF")]
+
+
+@pytest.mark.parametrize("net,neuron", CASES, ids=[f"{n}-{t}" for n, t in CASES])
+def test_spikes_equal_nengo_simulator_at_every_step(net, neuron):
+    make, shape = NETS[net]
+    settings = NEURON_SETTINGS[neuron]
+    snn = to_snn(make(), neuron, simulation=Simulation(n_steps=N_STEPS, synapse=0.01), **settings)
+    layers = _neuron_names(snn)
+    x = np.random.default_rng(3).uniform(-1, 1, (3, *shape)).astype(np.float32)
+    compiled, ours = _ours(snn, x, layers)
+    filtered, raw, spikes = _nengo(snn, x, layers)
+    fired = 0
+    for name in layers:
+        got = ours[name + SPIKES_SUFFIX].reshape(spikes[name].shape)
+        np.testing.assert_array_equal(got, spikes[name], err_msg=f"{net}/{neuron}: spikes of {name}")
+        fired += int((got > 0).sum())
+    assert fired > 50, "the test must make neurons spike"
+    (out_name,) = [o.name for o in compiled.graph.output if not o.name.endswith(SPIKES_SUFFIX)]
+    assert np.abs(ours[out_name].reshape(filtered.shape) - filtered).max() <= OUTPUT_RTOL * np.abs(filtered).max()
+    assert np.abs(ours[out_name][:, 1:] - ours[out_name][:, :-1]).max() > 0  # the output moves over time
+    del raw
+
+
+def test_max_pooling_is_averaged_as_nengo_builds_it_or_kept_or_refused():
+    snn = to_snn(onnx_models.branching(pool="MaxPool"), "LIF", gain=3.0, bias=0.5)
+    averaged = to_spiking_onnx(snn)
+    loop = next(n for n in averaged.graph.node if n.op_type == "Loop")
+    body_ops = [n.op_type for n in loop.attribute[0].g.node]
+    assert "AveragePool" in body_ops and "MaxPool" not in body_ops
+    assert "max pooling replaced by average pooling" in averaged.doc_string
+    kept = to_spiking_onnx(snn, max_pool="max")
+    assert "MaxPool" in [n.op_type for n in next(n for n in kept.graph.node if n.op_type == "Loop").attribute[0].g.node]
+    with pytest.raises(SNNError, match="node 'pool' \\(MaxPool\\): Nengo averages instead"):
+        to_spiking_onnx(snn, max_pool="error")
+
+
+def test_the_refractory_path_and_the_min_voltage_clip_are_taken_exactly():
+    # a hard drive makes LIF neurons spike nearly every refractory period; a negative drive pushes voltages below a
+    # negative min_voltage floor
+    snn = to_snn(onnx_models.mlp(sizes=(6, 16, 4)), "LIF", gain=25.0, bias=0.0,
+                 params={"min_voltage": -0.5, "tau_ref": 0.005}, simulation=Simulation(n_steps=60, synapse=None))
+    layers = _neuron_names(snn)
+    x = np.random.default_rng(4).uniform(-1, 1, (4, 6)).astype(np.float32)
+    _, ours = _ours(snn, x, layers, n_steps=60)
+    _, raw, spikes = _nengo(snn, x, layers, n_steps=60)
+    got = ours[layers[0] + SPIKES_SUFFIX].reshape(spikes[layers[0]].shape)
+    np.testing.assert_array_equal(got, spikes[layers[0]])
+    per_neuron = (got > 0).sum(axis=1)
+    assert per_neuron.max() >= 60 // 6, "some neuron must fire at the refractory limit (a spike every ~6 steps)"
+    (out,) = [v for k, v in ours.items() if not k.endswith(SPIKES_SUFFIX)]
+    assert np.abs(out.reshape(raw.shape) - raw).max() <= OUTPUT_RTOL * np.abs(raw).max()
+
+
+def test_the_output_synapse_lags_one_step_as_nengo_probes_do():
+    snn = to_snn(onnx_models.mlp(sizes=(6, 8, 3)), "LIF", gain=3.0, bias=0.5,
+                 simulation=Simulation(n_steps=20, synapse=0.005))
+    x = np.random.default_rng(5).uniform(-1, 1, (1, 6)).astype(np.float32)
+    _, filtered_ours = _ours(snn, x, [])
+    _, raw_ours = _ours(snn, x, [], synapse=None)
+    (filtered,) = filtered_ours.values()
+    (raw,) = raw_ours.values()
+    a = np.float32(np.exp(-0.001 / 0.005))
+    expected = np.zeros_like(raw)
+    for t in range(1, raw.shape[1]):  # the filter at step t has seen the raw outputs up to t - 1
+        expected[:, t] = a * expected[:, t - 1] + (np.float32(1) - a) * raw[:, t - 1]
+    np.testing.assert_allclose(filtered, expected, rtol=1e-6, atol=1e-7)
+    assert np.all(filtered[:, 0] == 0)
+
+
+@pytest.mark.parametrize("neuron", ["RectifiedLinear", "LIFRate", "SoftLIFRate"])
+def test_rate_neurons_step_as_their_rate(neuron):
+    snn = to_snn(onnx_models.mlp(sizes=(6, 8, 3)), neuron, gain=2.0, bias=1.0, simulation=Simulation(n_steps=5))
+    x = np.random.default_rng(6).uniform(-1, 1, (4, 6)).astype(np.float32)
+    _, ours = _ours(snn, x, [], synapse=None)
+    (steps,) = ours.values()
+    rate = ort_session(snn).run(None, {"x": x})[0]
+    for t in range(5):
+        np.testing.assert_allclose(steps[:, t], rate, rtol=1e-6, atol=1e-6)
+
+
+def test_the_compiled_model_is_plain_onnx_and_runs_without_tensorflow_or_nengo(tmp_path):
+    snn = to_snn(onnx_models.branching(), "LIF", gain=3.0, bias=0.5, simulation=Simulation(n_steps=10))
+    compiled = to_spiking_onnx(snn)
+    onnx.checker.check_model(compiled, full_check=True)
+    assert not compiled.functions and {o.domain for o in compiled.opset_import} <= {"", "ai.onnx"}
+    assert all(n.domain in ("", "ai.onnx") for n in compiled.graph.node)
+    path = tmp_path / "spiking.onnx"
+    onnx.save(compiled, str(path))
+    x = np.random.default_rng(7).uniform(-1, 1, (2, 2, 6, 6)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    expected = ort_session(compiled).run(None, {"x": x})[0]
+    script = (
+        "import sys\n"
+        "for banned in ('tensorflow', 'nengo', 'nengo_dl', 'onnxlab', 'keras'):\n"
+        "    sys.modules[banned] = None  # importing any of them now fails\n"
+        "import numpy as np, onnxruntime as ort\n"
+        f"session = ort.InferenceSession({str(path)!r}, providers=['CPUExecutionProvider'])\n"
+        f"y = session.run(None, {{'x': np.load({str(tmp_path / 'x.npy')!r})}})[0]\n"
+        f"np.save({str(tmp_path / 'y.npy')!r}, y)\n"
+        "assert not any(m in sys.modules and sys.modules[m] for m in ('tensorflow', 'nengo'))\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), expected)
+    assert expected.shape == (2, 10, 4)
+
+
+def test_settings_default_to_the_file_and_can_be_overridden():
+    snn = to_snn(onnx_models.mlp(), "LIF", simulation=Simulation(dt=0.002, n_steps=7, synapse=0.02))
+    compiled = to_spiking_onnx(snn)
+    assert Simulation.read(compiled) == Simulation(dt=0.002, n_steps=7, synapse=0.02)
+    assert compiled.graph.output[0].type.tensor_type.shape.dim[1].dim_value == 7
+    assert Simulation.read(to_spiking_onnx(snn, n_steps=3, synapse=None)).n_steps == 3
+
+
+def test_errors_name_the_problem():
+    with pytest.raises(SNNError, match="no ONNX-SNN neuron op"):
+        to_spiking_onnx(onnx_models.mlp())
+    snn = to_snn(onnx_models.mlp(), "LIF")
+    with pytest.raises(SNNError, match="record names no neuron node: nope; neuron nodes: act0"):
+        to_spiking_onnx(snn, record=["nope"])
+    with pytest.raises(SNNError, match="Izhikevich has no exact ONNX time step"):
+        to_spiking_onnx(to_snn(onnx_models.mlp(), "Izhikevich"))
+    layered = to_snn(onnx_models.mlp(), "LIF", simulation=Simulation(layer_synapse=0.005))
+    with pytest.raises(SNNError, match="layer synapse"):
+        to_spiking_onnx(layered)
