@@ -146,6 +146,33 @@ def test_the_refractory_path_and_the_min_voltage_clip_are_taken_exactly():
     assert np.abs(out.reshape(raw.shape) - raw).max() <= OUTPUT_RTOL * np.abs(raw).max()
 
 
+def test_a_time_varying_input_is_read_one_step_at_a_time_as_a_nengo_node_would_give_it():
+    import nengo
+
+    n_steps, dt = 30, 0.001
+    snn = to_snn(onnx_models.mlp(sizes=(6, 16, 4)), "LIF", gain=3.0, bias=0.5,
+                 simulation=Simulation(n_steps=n_steps, synapse=None))
+    layer = _neuron_names(snn)[0]
+    rng = np.random.default_rng(8)
+    x = rng.uniform(-1, 1, (2, n_steps, 6)).astype(np.float32)
+    x[:, n_steps // 2:] *= -1  # the drive reverses half-way: a constant presentation could not match
+    _, ours = _ours(snn, x, [layer], time_varying_input=True)
+    for i, sequence in enumerate(x):
+        model = to_nengo(snn)
+        _at_rest(model.network)
+        (node,) = model.inputs.values()
+        node.output = lambda t, seq=sequence: seq[int(round(t / dt)) - 1]  # step k (t = k dt) shows x[:, k - 1]
+        with model.network:
+            probe = nengo.Probe(model.ensembles[layer].neurons)
+        with nengo.Simulator(model.network, dt=dt, progress_bar=False) as sim:
+            sim.run_steps(n_steps)
+        np.testing.assert_array_equal(ours[layer + SPIKES_SUFFIX][i], sim.data[probe])
+        (out,) = [v for k, v in ours.items() if not k.endswith(SPIKES_SUFFIX)]
+        reference = sim.data[next(iter(model.outputs.values()))]
+        assert np.abs(out[i] - reference).max() <= OUTPUT_RTOL * np.abs(reference).max()
+    assert (ours[layer + SPIKES_SUFFIX] > 0).sum() > 20
+
+
 def test_the_output_synapse_lags_one_step_as_nengo_probes_do():
     snn = to_snn(onnx_models.mlp(sizes=(6, 8, 3)), "LIF", gain=3.0, bias=0.5,
                  simulation=Simulation(n_steps=20, synapse=0.005))

@@ -97,7 +97,8 @@ def _lowpass(tau: float | None, dt: float) -> tuple[float, float]:
 
 def to_spiking_onnx(model: onnx.ModelProto | str | os.PathLike, *, n_steps: int | None = None,
                     dt: float | None = None, synapse: float | None | str = "file",
-                    record: Sequence[str] = (), max_pool: str = "average") -> onnx.ModelProto:
+                    record: Sequence[str] = (), max_pool: str = "average",
+                    time_varying_input: bool = False) -> onnx.ModelProto:
     """Compile an ONNX-SNN model to a default-domain ONNX model that simulates it over time.
 
     Parameters
@@ -111,6 +112,9 @@ def to_spiking_onnx(model: onnx.ModelProto | str | os.PathLike, *, n_steps: int 
         Time constant (s) of the output probe's lowpass filter; None: raw outputs; ``"file"``: the file's.
     record
         Names of neuron nodes whose output per step to add as ``<name>/spikes`` outputs.
+    time_varying_input
+        False (default): each sample (N, *sample) is presented unchanged at every step, as a Nengo ``Node``
+        with a constant output; True: the input is (N, n_steps, *sample), step t reading ``x[:, t]``.
     max_pool
         ``"average"`` (default): MaxPool becomes average pooling over the same windows, as `to_nengo` builds it,
         so the loop computes the Nengo network (said in the model's doc string); ``"max"``: the max of the
@@ -158,13 +162,15 @@ def to_spiking_onnx(model: onnx.ModelProto | str | os.PathLike, *, n_steps: int 
     out_dims = {name: _sample_dims(inferred, source, what) for name, source in outputs.items()}
 
     # ----- the loop body: the graph, neuron ops replaced by their steps
-    outer = initializers | {x_info.name}
-    rename = {}
+    outer = set(initializers) if time_varying_input else initializers | {x_info.name}
+    rename = {x_info.name: f"{BODY_PREFIX}/{x_info.name}"} if time_varying_input else {}
 
     def body_name(name: str) -> str:
         return name if name in outer or name == "" else rename.setdefault(name, f"{BODY_PREFIX}/{name}")
 
     body_nodes: list[onnx.NodeProto] = []
+    if time_varying_input:  # this step's slice of the (N, T, ...) input
+        body_nodes.append(helper.make_node("Gather", [x_info.name, "iteration"], [rename[x_info.name]], axis=1))
     state_inputs, state_outputs, initial_states = [], [], []
     spikes = {}
     for index, node in enumerate(nodes):
@@ -261,6 +267,9 @@ def to_spiking_onnx(model: onnx.ModelProto | str | os.PathLike, *, n_steps: int 
         outer_nodes.append(helper.make_node("Transpose", [scanned], [name], perm=perm))
         graph_outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", n_steps, *dims]))
 
+    if time_varying_input:
+        x_info = helper.make_tensor_value_info(x_info.name, TensorProto.FLOAT,
+                                               ["N", n_steps, *_sample_dims(model, x_info.name, what)])
     graph = helper.make_graph(outer_nodes, f"{what}_spiking", [x_info], graph_outputs,
                               [*model.graph.initializer, *constants])
     compiled = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
