@@ -49,14 +49,15 @@ def _at_rest(network):
             ens.neuron_type = type(nt)(amplitude=nt.amplitude, initial_state=start)
 
 
-def _nengo(snn, x, layers, n_steps=N_STEPS):
+def _nengo(snn, x, layers, n_steps=N_STEPS, at_rest=True):
     """nengo.Simulator per sample: (filtered output, raw output, {layer: spikes}), batch first."""
     import nengo
 
     filtered, raw, spikes = [], [], {name: [] for name in layers}
     for sample in x:
         model = to_nengo(snn)
-        _at_rest(model.network)
+        if at_rest:
+            _at_rest(model.network)
         (node,) = model.inputs.values()
         node.output = sample.ravel()
         with model.network:
@@ -127,6 +128,22 @@ def test_max_pooling_is_averaged_as_nengo_builds_it_or_kept_or_refused():
     assert "MaxPool" in [n.op_type for n in next(n for n in kept.graph.node if n.op_type == "Loop").attribute[0].g.node]
     with pytest.raises(SNNError, match="node 'pool' \\(MaxPool\\): Nengo averages instead"):
         to_spiking_onnx(snn, max_pool="error")
+
+
+@pytest.mark.parametrize("neuron", ["LIF", "SpikingRectifiedLinear"])
+def test_nengos_seeded_initial_voltages_are_reproduced(neuron):
+    snn = to_snn(onnx_models.branching(), neuron, simulation=Simulation(n_steps=N_STEPS, synapse=0.01, seed=7),
+                 **NEURON_SETTINGS[neuron])
+    layers = _neuron_names(snn)
+    x = np.random.default_rng(9).uniform(-1, 1, (2, 2, 6, 6)).astype(np.float32)
+    _, ours = _ours(snn, x, layers, initial_state="nengo")
+    _, _, spikes = _nengo(snn, x, layers, at_rest=False)
+    _, at_rest = _ours(snn, x, layers)
+    for name in layers:
+        np.testing.assert_array_equal(ours[name + SPIKES_SUFFIX].reshape(spikes[name].shape), spikes[name])
+    # and the seeded start is not the resting one: the first spikes come earlier
+    assert any((ours[n + SPIKES_SUFFIX][:, :5] > 0).sum() > (at_rest[n + SPIKES_SUFFIX][:, :5] > 0).sum()
+               for n in layers)
 
 
 def test_the_refractory_path_and_the_min_voltage_clip_are_taken_exactly():
@@ -245,3 +262,5 @@ def test_errors_name_the_problem():
     layered = to_snn(onnx_models.mlp(), "LIF", simulation=Simulation(layer_synapse=0.005))
     with pytest.raises(SNNError, match="layer synapse"):
         to_spiking_onnx(layered)
+    with pytest.raises(SNNError, match="initial_state must be one of rest, nengo, got 'random'"):
+        to_spiking_onnx(snn, initial_state="random")

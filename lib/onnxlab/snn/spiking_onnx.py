@@ -87,6 +87,27 @@ def _max_pools(nodes: list[onnx.NodeProto], choice: str, what: str) -> tuple[lis
     return out, notes
 
 
+#: Where the neuron states start: at rest, or where Nengo's seeded build starts them.
+INITIAL_STATES = ("rest", "nengo")
+
+
+def _nengo_initial_state(model: onnx.ModelProto) -> dict[str, dict[str, np.ndarray]]:
+    """Neuron node name -> state variable -> initial values (flat, the ONNX tensor's order) of Nengo's build.
+
+    `to_nengo` keeps each ensemble's neurons in the flat order of the neuron node's tensor, and the ensembles'
+    seeds come from the file, so Nengo's builder draws the same values NengoDL starts from.
+    """
+    import nengo
+
+    from onnxlab.snn.to_nengo import to_nengo
+
+    built = to_nengo(model)
+    with nengo.Simulator(built.network, dt=Simulation.read(model).dt, progress_bar=False, optimize=False) as sim:
+        return {name: {var: np.array(sim.signals[sim.model.sig[ens.neurons][var]], np.float32)
+                       for var in neuron(ens.neuron_type.__class__.__name__).state}
+                for name, ens in built.ensembles.items()}
+
+
 def _lowpass(tau: float | None, dt: float) -> tuple[float, float]:
     """Nengo's zero-order-hold discretisation of Lowpass(tau): x <- a x + b u, with a = exp(-dt/tau), b = 1 - a."""
     if tau is None or tau == 0:
@@ -98,7 +119,7 @@ def _lowpass(tau: float | None, dt: float) -> tuple[float, float]:
 def to_spiking_onnx(model: onnx.ModelProto | str | os.PathLike, *, n_steps: int | None = None,
                     dt: float | None = None, synapse: float | None | str = "file",
                     record: Sequence[str] = (), max_pool: str = "average",
-                    time_varying_input: bool = False) -> onnx.ModelProto:
+                    time_varying_input: bool = False, initial_state: str = "rest") -> onnx.ModelProto:
     """Compile an ONNX-SNN model to a default-domain ONNX model that simulates it over time.
 
     Parameters
@@ -115,6 +136,10 @@ def to_spiking_onnx(model: onnx.ModelProto | str | os.PathLike, *, n_steps: int 
     time_varying_input
         False (default): each sample (N, *sample) is presented unchanged at every step, as a Nengo ``Node``
         with a constant output; True: the input is (N, n_steps, *sample), step t reading ``x[:, t]``.
+    initial_state
+        ``"rest"`` (default): every state variable starts at 0; ``"nengo"``: the initial voltages Nengo draws
+        from the file's seed (uniform in [0, 1) per neuron, the same for every sample, as nengo.Simulator and
+        NengoDL start them), read from Nengo's build of `to_nengo` (needs Nengo when compiling, not when running).
     max_pool
         ``"average"`` (default): MaxPool becomes average pooling over the same windows, as `to_nengo` builds it,
         so the loop computes the Nengo network (said in the model's doc string); ``"max"``: the max of the
@@ -154,6 +179,9 @@ def to_spiking_onnx(model: onnx.ModelProto | str | os.PathLike, *, n_steps: int 
         raise SNNError(f"{what}: record names no neuron node: {', '.join(unknown)}; neuron nodes: "
                        f"{', '.join(n.name for n in neurons)}")
 
+    if initial_state not in INITIAL_STATES:
+        raise SNNError(f"initial_state must be one of {', '.join(INITIAL_STATES)}, got {initial_state!r}")
+    seeded = _nengo_initial_state(model) if initial_state == "nengo" else {}
     inferred = onnx.shape_inference.infer_shapes(model)
     initializers = {t.name for t in model.graph.initializer}
     (x_info,) = [i for i in model.graph.input if i.name not in initializers]
@@ -193,7 +221,8 @@ def to_spiking_onnx(model: onnx.ModelProto | str | os.PathLike, *, n_steps: int 
         for var in op.state:
             state[var] = f"{BODY_PREFIX}/{label}/{var}/in"
             state_inputs.append(helper.make_tensor_value_info(state[var], TensorProto.FLOAT, None))
-            initial_states.append(dims)
+            start = seeded.get(node.name, {}).get(var)
+            initial_states.append((dims, None if start is None else start.reshape(1, *dims)))
         output, new_state = op.step(body, current, state, dt)
         for var in op.state:
             name = f"{BODY_PREFIX}/{label}/{var}/out"
@@ -243,15 +272,20 @@ def to_spiking_onnx(model: onnx.ModelProto | str | os.PathLike, *, n_steps: int 
                  numpy_helper.from_array(np.array([1], np.int64), "one_i64"),
                  numpy_helper.from_array(np.array(n_steps, np.int64), "n_steps")]
 
-    def zeros(dims: list[int], name: str) -> str:
+    def zeros(dims: list[int], name: str, start: np.ndarray | None = None) -> str:
+        """(N, *dims) zeros, or ``start`` (1, *dims) repeated for every sample."""
         constants.append(numpy_helper.from_array(np.array(dims, np.int64), f"{name}/dims"))
         outer_nodes.append(helper.make_node("Concat", ["batch", f"{name}/dims"], [f"{name}/shape"], axis=0))
-        outer_nodes.append(helper.make_node("ConstantOfShape", [f"{name}/shape"], [name],
-                                            value=numpy_helper.from_array(np.zeros(1, np.float32))))
+        if start is None:
+            outer_nodes.append(helper.make_node("ConstantOfShape", [f"{name}/shape"], [name],
+                                                value=numpy_helper.from_array(np.zeros(1, np.float32))))
+        else:
+            constants.append(numpy_helper.from_array(start.astype(np.float32), f"{name}/start"))
+            outer_nodes.append(helper.make_node("Expand", [f"{name}/start", f"{name}/shape"], [name]))
         return name
 
     loop_inputs = ["n_steps", ""]
-    loop_inputs += [zeros(d, f"initial/{i}") for i, d in enumerate(initial_states)]
+    loop_inputs += [zeros(d, f"initial/{i}", start) for i, (d, start) in enumerate(initial_states)]
     for name in outputs:
         if synapse is not None:
             loop_inputs += [zeros(out_dims[name], f"initial/{name}/filter"),
