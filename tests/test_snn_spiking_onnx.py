@@ -264,3 +264,16 @@ def test_errors_name_the_problem():
         to_spiking_onnx(layered)
     with pytest.raises(SNNError, match="initial_state must be one of rest, nengo, got 'random'"):
         to_spiking_onnx(snn, initial_state="random")
+
+
+def test_the_command_line_compiles_a_file_and_names_bad_input(tmp_path, capsys):
+    from onnxlab.cli import main as cli
+
+    source = tmp_path / "snn.onnx"
+    onnx.save(to_snn(onnx_models.mlp(), "LIF"), str(source))
+    target = tmp_path / "spiking.onnx"
+    assert cli(["to-spiking-onnx", str(source), str(target), "--n-steps", "12", "--record", "act0"]) == 0
+    assert "outputs y ['N', 12, 4], act0/spikes ['N', 12, 5]" in capsys.readouterr().out
+    onnx.checker.check_model(onnx.load(str(target)), full_check=True)
+    assert cli(["to-spiking-onnx", str(source), str(target), "--record", "nope"]) == 1
+    assert capsys.readouterr().err.startswith("error: mlp: record names no neuron node: nope")

@@ -91,6 +91,37 @@ def _add_to_snn(parser: argparse.ArgumentParser) -> None:
                         help="lowpass on every connection out of a neuron layer, s (default: none)")
 
 
+def _to_spiking_onnx(args: argparse.Namespace) -> int:
+    from onnxlab.formats import save_model
+    from onnxlab.snn import to_spiking_onnx
+
+    synapse = "file" if args.synapse is None else (None if args.synapse < 0 else args.synapse)
+    compiled = to_spiking_onnx(args.model, n_steps=args.n_steps, dt=args.dt, synapse=synapse, record=args.record,
+                               initial_state=args.initial_state, time_varying_input=args.time_varying_input)
+    save_model(compiled, args.output)
+    outputs = ", ".join(f"{o.name} {[d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim]}"
+                        for o in compiled.graph.output)
+    print(f"wrote {args.output}: a plain ONNX time loop (ONNX Runtime alone runs it); outputs {outputs}")
+    return 0
+
+
+def _add_to_spiking_onnx(parser: argparse.ArgumentParser) -> None:
+    from onnxlab.snn.spiking_onnx import INITIAL_STATES
+
+    parser.add_argument("model", help="ONNX-SNN file")
+    parser.add_argument("output", help="ONNX file to write")
+    parser.add_argument("--n-steps", type=int, default=None, help="steps per input (default: the file's)")
+    parser.add_argument("--dt", type=float, default=None, help="time step, s (default: the file's)")
+    parser.add_argument("--synapse", type=float, default=None,
+                        help="output probe synapse, s (negative: raw outputs; default: the file's)")
+    parser.add_argument("--record", nargs="+", default=[], metavar="NODE",
+                        help="neuron nodes whose spikes to output as NODE/spikes")
+    parser.add_argument("--initial-state", choices=INITIAL_STATES, default="rest",
+                        help="neurons start at rest, or where Nengo's seeded build starts them")
+    parser.add_argument("--time-varying-input", action="store_true",
+                        help="the input is (N, n_steps, ...), one slice per step (default: constant presentation)")
+
+
 def _upgrade(args: argparse.Namespace) -> int:
     from onnxlab.formats import save_model
     from onnxlab.snn import upgrade
@@ -330,6 +361,8 @@ COMMANDS: dict[str, Command] = {
     "convert": Command("convert a saved Keras model to ONNX (in a child process)", _add_convert, _convert),
     "to-snn": Command("replace the activations of an ONNX model by spiking neuron ops (ONNX-SNN)",
                       _add_to_snn, _to_snn),
+    "to-spiking-onnx": Command("compile an ONNX-SNN model to a plain ONNX time loop that spikes in ONNX Runtime",
+                               _add_to_spiking_onnx, _to_spiking_onnx),
     "upgrade": Command("upgrade a legacy ONNX-SNN file to the valid encoding", _add_upgrade, _upgrade),
     "classify": Command("tell ML, DL and SNN models apart (reads the graph, runs nothing)", _add_classify, _classify),
     "run": Command("run a model on the engine its kind needs (ONNX Runtime or Nengo)", _add_run, _run),
