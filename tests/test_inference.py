@@ -51,9 +51,30 @@ def test_snn_settings_come_from_the_file_unless_overridden():
     assert result.series["y"].shape == (5, 7, 4) and any("overridden" in n for n in result.notes)
 
 
+def test_snn_runs_spiking_in_onnxruntime_alone_and_agrees_with_nengo_dl():
+    snn = to_snn(mlp(), "LIF", gain=3.0, bias=0.5, simulation=Simulation(n_steps=25, synapse=0.005))
+    dl = run(snn, X6)
+    ort = run(snn, X6, engine="onnxruntime-spiking")
+    assert (ort.kind, ort.engine) == ("SNN", "onnxruntime-spiking") and ort.series["y"].shape == (5, 25, 4)
+    # both start from Nengo's seeded initial voltages; NengoDL's float32 arithmetic may differ in the last bits
+    np.testing.assert_allclose(ort.series["y"], dl.series["y"], rtol=1e-4, atol=1e-4)
+    at_rest = run(snn, X6, engine="onnxruntime-spiking", initial_state="rest", n_steps=5)
+    assert at_rest.series["y"].shape == (5, 5, 4) and any("overridden" in n for n in at_rest.notes)
+
+
+@pytest.mark.parametrize("engine, message", [
+    ("tensorflow", r"unknown engine 'tensorflow'; engines: onnxruntime, nengo-dl, onnxruntime-spiking"),
+    ("onnxruntime-spiking", r"is a DL model; engine 'onnxruntime-spiking' runs SNN models \(for DL: onnxruntime\)"),
+])
+def test_an_engine_that_cannot_run_the_model_is_refused_by_name(engine, message):
+    with pytest.raises(OnnxlabError, match=message):
+        run(mlp(), X6, engine=engine)
+
+
 def test_legacy_snn_is_upgraded_and_says_so():
-    result = run(legacy_model(), X6)
-    assert result.kind == "SNN" and any("legacy" in n for n in result.notes)
+    for engine in ("nengo-dl", "onnxruntime-spiking"):
+        result = run(legacy_model(), X6, engine=engine)
+        assert result.kind == "SNN" and any("legacy" in n for n in result.notes)
 
 
 @pytest.mark.parametrize("inputs, message", [

@@ -223,7 +223,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.output and Path(args.output).suffix not in (".npy", ".npz"):
         raise OnnxlabError(f"--output {args.output}: must end in .npy (one output) or .npz (all outputs)")
     synapse = FROM_FILE if args.synapse is None else (None if args.synapse < 0 else args.synapse)
-    result = run(args.model, _load_inputs(args.input), n_steps=args.n_steps, synapse=synapse,
+    result = run(args.model, _load_inputs(args.input), engine=args.engine, n_steps=args.n_steps, synapse=synapse,
                  progress_bar=sys.stderr.isatty() or args.progress)
     print(f"{args.model}: {result.kind} model, ran on {result.engine} in {result.seconds:.3g} s")
     for note in result.notes:
@@ -241,7 +241,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _add_run(parser: argparse.ArgumentParser) -> None:
+    from onnxlab.inference import DEFAULT_ENGINES, ENGINES
+
     parser.add_argument("model", help="ONNX or ONNX-SNN file")
+    parser.add_argument("--engine", choices=list(ENGINES), default=None,
+                        help="; ".join(f"{e.name}: {'/'.join(sorted(e.kinds))}" for e in ENGINES.values())
+                        + " (default: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_ENGINES.items()) + ")")
     parser.add_argument("--input", action="append", required=True, metavar="[NAME=]FILE",
                         help="input array (.npy; NAME=FILE.npy per input, or one .npz with every input)")
     parser.add_argument("--output", help="write the outputs: .npy (single output) or .npz")
@@ -365,7 +370,8 @@ COMMANDS: dict[str, Command] = {
                                _add_to_spiking_onnx, _to_spiking_onnx),
     "upgrade": Command("upgrade a legacy ONNX-SNN file to the valid encoding", _add_upgrade, _upgrade),
     "classify": Command("tell ML, DL and SNN models apart (reads the graph, runs nothing)", _add_classify, _classify),
-    "run": Command("run a model on the engine its kind needs (ONNX Runtime or Nengo)", _add_run, _run),
+    "run": Command("run a model on an engine for its kind (ONNX Runtime; SNN: NengoDL or ONNX Runtime spiking)",
+                   _add_run, _run),
     "info": Command("opsets, inputs/outputs, parameter count and size of a model", _add_info, _info),
     "view": Command("serve a model in Netron on localhost and print its address", _add_view, _view),
     "quantize": Command("post-training quantization with ONNX Runtime (dynamic or static QDQ int8)",

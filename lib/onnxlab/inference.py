@@ -1,8 +1,9 @@
 """The inference system: classify a model, then run it on the engine its kind needs.
 
-ML and DL models run in ONNX Runtime; SNN models run in Nengo (NengoDL simulator), with the
-number of steps and the output synapse read from the file (`onnxlab.snn.Simulation`) unless
-overridden. Before anything runs, the file is checked for what would otherwise surface as a
+ML and DL models run in ONNX Runtime; SNN models run in Nengo (NengoDL simulator) by default, or compiled to a
+plain ONNX time loop in ONNX Runtime (``engine="onnxruntime-spiking"``), with the number of steps and the output
+synapse read from the file (`onnxlab.snn.Simulation`) unless overridden. Engines are objects (`ENGINES`) that say
+which model kinds they run. Before anything runs, the file is checked for what would otherwise surface as a
 crash or a cryptic engine error: missing external-data files, tensors whose declared size does
 not match their data or cannot be allocated, operators of unknown domains, an opset newer than
 the installed ONNX Runtime, and inputs whose names, dtypes or shapes differ from the model's.
@@ -17,7 +18,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 import onnx
@@ -69,11 +70,69 @@ class RunResult:
 
 
 @dataclass(frozen=True)
-class Engine:
-    """An inference engine: its name and ``run(model, path, inputs, options) -> (outputs, series, notes)``."""
+class SpikingOptions:
+    """Settings of a spiking run, for the engines that run SNN models.
 
+    Attributes
+    ----------
+    n_steps, synapse
+        Simulation steps per sample and output synapse (seconds; None = unfiltered); default: the file's.
+    minibatch_size
+        Samples simulated together; None: the engine's own default.
+    progress_bar
+        NengoDL's progress bar.
+    initial_state
+        ``onnxruntime-spiking``: ``"nengo"`` (default) starts the neurons where Nengo's seeded build starts them,
+        as the ``nengo-dl`` engine does; ``"rest"`` starts them at 0.
+    """
+
+    n_steps: int | None = None
+    synapse: float | None | str = FROM_FILE
+    minibatch_size: int | None = None
+    progress_bar: bool = False
+    initial_state: str = "nengo"
+
+
+@dataclass
+class LoadedModel:
+    """A model as the engines receive it: the parsed file, its path, its name and its classification.
+
+    ``resolved`` is the proto with its external data read in (once, on first use).
+    """
+
+    proto: onnx.ModelProto
+    path: Path | None
     name: str
-    run: Callable[..., tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[str]]]
+    evidence: Evidence
+
+    @functools.cached_property
+    def resolved(self) -> onnx.ModelProto:
+        from onnxlab.formats import with_external_data
+
+        return with_external_data(self.proto, self.path)
+
+
+@dataclass
+class EngineOutput:
+    """What an engine's run returns: outputs (N, ...), SNN series (N, n_steps, ...) and notes."""
+
+    outputs: dict[str, np.ndarray]
+    series: dict[str, np.ndarray] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+class InferenceEngine:
+    """An inference engine: which model kinds it runs and how.
+
+    Subclasses set `name`, `kinds` (``ML``/``DL``/``SNN``) and implement `run`; options are typed (`SpikingOptions`
+    for SNN engines). A new engine is one subclass added to `ENGINES`.
+    """
+
+    name: ClassVar[str]
+    kinds: ClassVar[frozenset[str]]
+
+    def run(self, model: LoadedModel, inputs: dict[str, np.ndarray], options: SpikingOptions) -> EngineOutput:
+        raise NotImplementedError
 
 
 # --------------------------------------------------------------------------- checks
@@ -286,59 +345,114 @@ def _clean_ort_message(exc: Exception) -> str:
     return text[:400]
 
 
-def _run_onnxruntime(model: onnx.ModelProto, path: Path | None, inputs: dict[str, np.ndarray], name: str,
-                     options: dict[str, Any]):
-    from onnxlab.runtime import ort_session
+class OnnxRuntimeEngine(InferenceEngine):
+    """ML and DL models in ONNX Runtime (CPU)."""
 
-    try:  # failures become one OnnxlabError, so ONNX Runtime's own error log is silenced
-        session = ort_session(path if path is not None else model, log_severity=4)
-    except Exception as exc:
-        raise OnnxlabError(f"{name}: onnxruntime cannot load it: {_clean_ort_message(exc)}") from None
-    try:
-        values = session.run(None, inputs)
-    except Exception as exc:
-        raise OnnxlabError(f"{name}: onnxruntime failed while running it: {_clean_ort_message(exc)}") from None
-    return dict(zip([o.name for o in session.get_outputs()], values)), {}, []
+    name = "onnxruntime"
+    kinds = frozenset({"ML", "DL"})
+
+    def run(self, model, inputs, options):
+        from onnxlab.runtime import ort_session
+
+        try:  # failures become one OnnxlabError, so ONNX Runtime's own error log is silenced
+            session = ort_session(model.path if model.path is not None else model.proto, log_severity=4)
+        except Exception as exc:
+            raise OnnxlabError(f"{model.name}: onnxruntime cannot load it: {_clean_ort_message(exc)}") from None
+        try:
+            values = session.run(None, inputs)
+        except Exception as exc:
+            raise OnnxlabError(f"{model.name}: onnxruntime failed while running it: {_clean_ort_message(exc)}") from None
+        return EngineOutput(dict(zip([o.name for o in session.get_outputs()], values)))
 
 
-def _run_nengo(model: onnx.ModelProto, path: Path | None, inputs: dict[str, np.ndarray], name: str,
-               options: dict[str, Any]):
+def _spiking_model(model: LoadedModel, inputs: dict[str, np.ndarray],
+                   options: SpikingOptions) -> tuple[onnx.ModelProto, np.ndarray, int, float | None, list[str]]:
+    """What every SNN engine starts from: (valid ONNX-SNN proto, the single input, n_steps, synapse, notes)."""
     from onnxlab.snn import Simulation, is_legacy, upgrade
-    from onnxlab.formats import with_external_data
-    from onnxlab.snn.simulate import simulate
-    from onnxlab.snn.to_nengo import to_nengo
 
     notes = []
-    model = with_external_data(model, path)
-    if is_legacy(model):
-        model, changes = upgrade(model)
+    proto = model.resolved
+    if is_legacy(proto):
+        proto, changes = upgrade(proto)
         notes += [f"legacy ONNX-SNN file upgraded in memory: {c}" for c in changes]
-    stored = Simulation.read(model)
-    synapse = stored.synapse if options.get("synapse", FROM_FILE) == FROM_FILE else options["synapse"]
-    n_steps = options.get("n_steps") or stored.n_steps
+    stored = Simulation.read(proto)
+    synapse = stored.synapse if options.synapse == FROM_FILE else options.synapse
+    n_steps = options.n_steps or stored.n_steps
     if (synapse, n_steps) != (stored.synapse, stored.n_steps):
-        copy = onnx.ModelProto()
-        copy.CopyFrom(model)
-        dataclasses.replace(stored, n_steps=n_steps, synapse=synapse).write(copy)
-        model = copy
         notes.append(f"simulation overridden: n_steps={n_steps}, synapse={synapse} "
                      f"(file: {stored.n_steps}, {stored.synapse})")
     if len(inputs) != 1:
-        raise OnnxlabError(f"{name}: the Nengo engine runs single-input networks; this one has {list(inputs)}")
+        raise OnnxlabError(f"{model.name}: the spiking engines run single-input networks; this one has {list(inputs)}")
     (x,) = inputs.values()
-    network = to_nengo(model)
-    notes += network.notes
-    series = simulate(network, x, n_steps=n_steps, filtered=True, progress_bar=bool(options.get("progress_bar")),
-                      minibatch_size=int(options.get("minibatch_size") or 100))
-    return {k: v[:, -1] for k, v in series.items()}, series, notes
+    return proto, x, n_steps, synapse, notes
 
 
-#: Model kind -> the engine that runs it.
-ENGINES: dict[str, Engine] = {
-    "ML": Engine("onnxruntime", _run_onnxruntime),
-    "DL": Engine("onnxruntime", _run_onnxruntime),
-    "SNN": Engine("nengo-dl", _run_nengo),
-}
+class NengoDLEngine(InferenceEngine):
+    """SNN models built as Nengo networks (`to_nengo`) and simulated by NengoDL."""
+
+    name = "nengo-dl"
+    kinds = frozenset({"SNN"})
+    #: Samples simulated together when the options leave it open.
+    MINIBATCH_SIZE = 100
+
+    def run(self, model, inputs, options):
+        from onnxlab.snn import Simulation
+        from onnxlab.snn.simulate import simulate
+        from onnxlab.snn.to_nengo import to_nengo
+
+        proto, x, n_steps, synapse, notes = _spiking_model(model, inputs, options)
+        stored = Simulation.read(proto)
+        if synapse != stored.synapse:
+            copy = onnx.ModelProto()
+            copy.CopyFrom(proto)
+            dataclasses.replace(stored, synapse=synapse).write(copy)
+            proto = copy
+        network = to_nengo(proto)
+        series = simulate(network, x, n_steps=n_steps, filtered=True, progress_bar=options.progress_bar,
+                          minibatch_size=options.minibatch_size or self.MINIBATCH_SIZE)
+        return EngineOutput({k: v[:, -1] for k, v in series.items()}, series, notes + network.notes)
+
+
+class OnnxRuntimeSpikingEngine(InferenceEngine):
+    """SNN models compiled to a plain ONNX time loop (`onnxlab.snn.to_spiking_onnx`) and run by ONNX Runtime."""
+
+    name = "onnxruntime-spiking"
+    kinds = frozenset({"SNN"})
+
+    def run(self, model, inputs, options):
+        from onnxlab.snn.spiking_onnx import SPIKING_BATCH, run_spiking, to_spiking_onnx
+
+        proto, x, n_steps, synapse, notes = _spiking_model(model, inputs, options)
+        compiled = to_spiking_onnx(proto, n_steps=n_steps, synapse=synapse, initial_state=options.initial_state)
+        notes += [line for line in compiled.doc_string.splitlines()[1:]]
+        series = run_spiking(compiled, x, batch_size=options.minibatch_size or SPIKING_BATCH)
+        return EngineOutput({k: v[:, -1] for k, v in series.items()}, series, notes)
+
+
+#: Every inference engine by name.
+ENGINES: dict[str, InferenceEngine] = {e.name: e for e in (
+    OnnxRuntimeEngine(), NengoDLEngine(), OnnxRuntimeSpikingEngine())}
+#: The engine each model kind runs on unless another is asked for.
+DEFAULT_ENGINES: dict[str, str] = {"ML": "onnxruntime", "DL": "onnxruntime", "SNN": "nengo-dl"}
+
+
+def engine_for(kind: str, name: str | None = None, model_name: str = "model") -> InferenceEngine:
+    """The engine called ``name`` (default: the kind's, `DEFAULT_ENGINES`), checked to run models of ``kind``.
+
+    Raises
+    ------
+    OnnxlabError
+        For an unknown engine, or one that does not run this kind of model (naming those that do).
+    """
+    name = name or DEFAULT_ENGINES[kind]
+    if name not in ENGINES:
+        raise OnnxlabError(f"unknown engine {name!r}; engines: {', '.join(ENGINES)}")
+    engine = ENGINES[name]
+    if kind not in engine.kinds:
+        able = [e.name for e in ENGINES.values() if kind in e.kinds]
+        raise OnnxlabError(f"{model_name} is a {kind} model; engine {name!r} runs {'/'.join(sorted(engine.kinds))} "
+                           f"models (for {kind}: {', '.join(able)})")
+    return engine
 
 
 def load_for_inference(model: onnx.ModelProto | str | os.PathLike) -> tuple[onnx.ModelProto, Path | None, str]:
@@ -350,9 +464,9 @@ def load_for_inference(model: onnx.ModelProto | str | os.PathLike) -> tuple[onnx
 
 
 def run(model: onnx.ModelProto | str | os.PathLike, inputs: np.ndarray | Mapping[str, np.ndarray], *,
-        n_steps: int | None = None, synapse: float | None | str = FROM_FILE, minibatch_size: int = 100,
-        progress_bar: bool = False) -> RunResult:
-    """Classify ``model`` and run it on the engine of its kind (see `ENGINES`).
+        engine: str | None = None, n_steps: int | None = None, synapse: float | None | str = FROM_FILE,
+        minibatch_size: int | None = None, progress_bar: bool = False, initial_state: str = "nengo") -> RunResult:
+    """Classify ``model`` and run it on an engine that runs its kind (see `ENGINES`, `DEFAULT_ENGINES`).
 
     Parameters
     ----------
@@ -360,27 +474,30 @@ def run(model: onnx.ModelProto | str | os.PathLike, inputs: np.ndarray | Mapping
         Proto or ``.onnx`` path (use a path for models with external data).
     inputs
         One array (single-input models) or input name -> array, checked by `check_inputs`.
-    n_steps, synapse
-        SNN only: simulation steps per sample and output synapse (seconds; None = unfiltered);
-        default: the values stored in the file.
-    minibatch_size, progress_bar
-        SNN only: samples simulated in parallel, and NengoDL's progress bar.
+    engine
+        Engine name; default: the one of the model's kind (SNN: ``nengo-dl``; ``onnxruntime-spiking`` runs the
+        same network in ONNX Runtime alone).
+    n_steps, synapse, minibatch_size, progress_bar, initial_state
+        SNN only: see `SpikingOptions`.
 
     Raises
     ------
     OnnxlabError
-        For a file that cannot be read or run, or inputs that do not match (one clear line).
+        For a file that cannot be read or run, inputs that do not match, or an engine that does not run this
+        kind of model (one clear line).
     """
     proto, path, name = load_for_inference(model)
     evidence = classify(proto)
+    chosen = engine_for(evidence.kind, engine, name)
     check_resources(proto, path, name)
     check_engine_support(proto, evidence, name)
     feed = check_inputs(proto, inputs, name)
-    engine = ENGINES[evidence.kind]
-    options = dict(n_steps=n_steps, synapse=synapse, minibatch_size=minibatch_size, progress_bar=progress_bar)
+    options = SpikingOptions(n_steps=n_steps, synapse=synapse, minibatch_size=minibatch_size,
+                             progress_bar=progress_bar, initial_state=initial_state)
     started = time.perf_counter()
-    outputs, series, notes = engine.run(proto, path, feed, name, options)
-    return RunResult(outputs, evidence.kind, engine.name, time.perf_counter() - started, evidence, series, notes)
+    result = chosen.run(LoadedModel(proto, path, name, evidence), feed, options)
+    return RunResult(result.outputs, evidence.kind, chosen.name, time.perf_counter() - started, evidence,
+                     result.series, result.notes)
 
 
 def info(model: onnx.ModelProto | str | os.PathLike) -> dict[str, Any]:

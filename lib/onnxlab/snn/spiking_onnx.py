@@ -37,6 +37,9 @@ MIN_OPSET = 11
 BODY_PREFIX = "step"
 #: Suffix of a recorded layer's output.
 SPIKES_SUFFIX = "/spikes"
+#: Samples per ONNX Runtime call in `run_spiking`: a small batch keeps the neuron states in the CPU's cache (the
+#: K4 network, 500 images: 4.5 s at 10 per call, 5.6 s at 100, 2 threads, Intel Xeon with AVX-512)
+SPIKING_BATCH = 10
 
 
 def _sample_dims(model: onnx.ModelProto, name: str, what: str) -> list[int]:
@@ -312,3 +315,36 @@ def to_spiking_onnx(model: onnx.ModelProto | str | os.PathLike, *, n_steps: int 
     compiled.doc_string = "\n".join([f"Spiking simulation of {what} over {n_steps} steps of {dt} s (onnxlab)", *notes])
     Simulation(dt=dt, n_steps=n_steps, synapse=synapse, seed=settings.seed).write(compiled)
     return compiled
+
+
+def run_spiking(model: onnx.ModelProto | str | os.PathLike, x: np.ndarray, *, batch_size: int = SPIKING_BATCH,
+                workers: int | None = None) -> dict[str, np.ndarray]:
+    """Run a compiled spiking model (`to_spiking_onnx`) on ``x`` with ONNX Runtime, data-parallel.
+
+    Each of ``workers`` single-threaded sessions (default: one per CPU core) takes every ``workers``-th batch of
+    ``batch_size`` samples; a time step's elementwise neuron updates are too small to split across threads
+    profitably, whole batches are not.
+
+    Returns
+    -------
+    dict
+        Output name -> (N, n_steps, ...).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from onnxlab.runtime import ort_session
+
+    workers = max(1, workers or os.cpu_count() or 1)
+    batches = [x[i:i + batch_size] for i in range(0, len(x), batch_size)]
+    workers = min(workers, len(batches)) or 1
+    sessions = [ort_session(model, intra_op_threads=1) for _ in range(workers)]
+    (input_name,) = [i.name for i in sessions[0].get_inputs()]
+    names = [o.name for o in sessions[0].get_outputs()]
+
+    def work(worker: int) -> list[list[np.ndarray]]:
+        return [sessions[worker].run(None, {input_name: batch}) for batch in batches[worker::workers]]
+
+    with ThreadPoolExecutor(workers) as pool:
+        done = list(pool.map(work, range(workers)))
+    ordered = [done[i % workers][i // workers] for i in range(len(batches))]
+    return {name: np.concatenate([out[k] for out in ordered]) for k, name in enumerate(names)}
