@@ -126,7 +126,7 @@ def test_summarize_leaves_small_drawings_alone():
 
 def test_pairs_align_their_tops_and_highlight_with_a_thick_border():
     dot = gd.to_dot([gd.describe(onnx_models.mlp(), "a"), gd.describe(to_snn(onnx_models.mlp(), "LIF"), "b")], "pair")
-    assert dot.count("subgraph cluster_") == 2 and "rank=same" in dot
+    assert dot.count("subgraph cluster_") == 2 and "{ rank=same; p0_b0; p1_b0; }" in dot  # ids by position
     assert f'BORDER="{gd.HIGHLIGHT_PENWIDTH}" COLOR="{gd.HIGHLIGHT_COLOR}"' in dot
 
 

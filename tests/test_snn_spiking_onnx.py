@@ -266,6 +266,18 @@ def test_errors_name_the_problem():
         to_spiking_onnx(snn, initial_state="random")
 
 
+def test_run_spiking_keeps_the_sample_order_across_workers_and_refuses_no_samples():
+    from onnxlab.snn.spiking_onnx import run_spiking
+
+    compiled = to_spiking_onnx(to_snn(onnx_models.mlp(), "LIF", gain=3.0, simulation=Simulation(n_steps=6)))
+    x = np.random.default_rng(11).uniform(-1, 1, (23, 6)).astype(np.float32)
+    whole = ort_session(compiled).run(None, {"x": x})[0]
+    (parallel,) = run_spiking(compiled, x, batch_size=4, workers=3).values()
+    np.testing.assert_array_equal(parallel, whole)
+    with pytest.raises(SNNError, match="at least one sample"):
+        run_spiking(compiled, x[:0])
+
+
 def test_the_command_line_compiles_a_file_and_names_bad_input(tmp_path, capsys):
     from onnxlab.cli import main as cli
 

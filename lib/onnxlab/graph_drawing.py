@@ -310,23 +310,24 @@ def _label(box: Box) -> str:
             f'BGCOLOR="white">{"".join(rows)}</TABLE>>')
 
 
+def _node_ids(drawing: Drawing, index: int) -> dict[str, str]:
+    """Graphviz node id of each box: ``p<panel>_b<position>`` (deterministic, unique across panels)."""
+    return {box.id: f"p{index}_b{position}" for position, box in enumerate(drawing.boxes)}
+
+
 def _cluster(drawing: Drawing, index: int) -> list[str]:
-    prefix = f"p{index}_"
+    ids = _node_ids(drawing, index)
     caption = html.escape(drawing.title) + "".join(f'<BR/><FONT POINT-SIZE="9">{html.escape(n)}</FONT>'
                                                    for n in drawing.notes)
     lines = [f"  subgraph cluster_{index} {{", f"    label=<{caption}>; labelloc=t; fontsize=14; color=\"#bbbbbb\";"]
     labelled = len(drawing.boxes) <= MAX_LABELLED_EDGES_BOXES
     for box in drawing.boxes:
-        lines.append(f"    {prefix}{_safe(box.id)} [label={_label(box)}, shape=plain];")
+        lines.append(f"    {ids[box.id]} [label={_label(box)}, shape=plain];")
     for a, b, label in drawing.edges:
         text = f' [label="{html.escape(label)}"]' if labelled and label else ""
-        lines.append(f"    {prefix}{_safe(a)} -> {prefix}{_safe(b)}{text};")
+        lines.append(f"    {ids[a]} -> {ids[b]}{text};")
     lines.append("  }")
     return lines
-
-
-def _safe(box_id: str) -> str:
-    return "n" + "".join(c if c.isalnum() else "_" for c in box_id) + f"_{abs(hash(box_id)) % 10**8}"
 
 
 def to_dot(drawings: Sequence[Drawing], title: str = "") -> str:
@@ -338,7 +339,7 @@ def to_dot(drawings: Sequence[Drawing], title: str = "") -> str:
         lines.append(f"  label=<<B>{html.escape(title)}</B>>; labelloc=t; fontsize=16;")
     for i, drawing in enumerate(drawings):
         lines += _cluster(drawing, i)
-    firsts = [f"p{i}_{_safe(d.boxes[0].id)}" for i, d in enumerate(drawings) if d.boxes]
+    firsts = [_node_ids(d, i)[d.boxes[0].id] for i, d in enumerate(drawings) if d.boxes]
     if len(firsts) > 1:
         lines.append("  { rank=same; " + "; ".join(firsts) + "; }")
     lines.append("}")

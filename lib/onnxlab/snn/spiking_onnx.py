@@ -334,9 +334,12 @@ def run_spiking(model: onnx.ModelProto | str | os.PathLike, x: np.ndarray, *, ba
 
     from onnxlab.runtime import ort_session
 
+    if len(x) == 0 or batch_size < 1:
+        raise SNNError(f"run_spiking needs at least one sample and batch_size >= 1 (got {len(x)} samples, "
+                       f"batch_size {batch_size})")
     workers = max(1, workers or os.cpu_count() or 1)
     batches = [x[i:i + batch_size] for i in range(0, len(x), batch_size)]
-    workers = min(workers, len(batches)) or 1
+    workers = min(workers, len(batches))
     sessions = [ort_session(model, intra_op_threads=1) for _ in range(workers)]
     (input_name,) = [i.name for i in sessions[0].get_inputs()]
     names = [o.name for o in sessions[0].get_outputs()]
