@@ -15,6 +15,7 @@ from onnxlab.errors import SNNError
 from onnxlab.formats import ONNX_SNN_DOMAIN
 from onnxlab.runtime import ort_session
 from onnxlab.snn import to_snn
+from onnxlab.snn.converter_compare import zero_initial_voltage
 from onnxlab.snn.simulation import Simulation
 from onnxlab.snn.spiking_onnx import SPIKES_SUFFIX, to_spiking_onnx
 from onnxlab.snn.to_nengo import to_nengo
@@ -42,20 +43,6 @@ def float32_nengo():
     nengo.rc["precision"]["bits"] = before
 
 
-def _at_rest(network):
-    """Every spiking neuron starts at voltage 0 (Nengo draws them in [0, 1) by default)."""
-    import nengo
-
-    for ens in network.all_ensembles:
-        nt = ens.neuron_type
-        start = {"voltage": nengo.dists.Choice([0.0])}
-        if isinstance(nt, nengo.LIF):
-            ens.neuron_type = nengo.LIF(tau_rc=nt.tau_rc, tau_ref=nt.tau_ref, min_voltage=nt.min_voltage,
-                                        amplitude=nt.amplitude, initial_state=start)
-        elif isinstance(nt, nengo.SpikingRectifiedLinear):
-            ens.neuron_type = type(nt)(amplitude=nt.amplitude, initial_state=start)
-
-
 def _nengo(snn, x, layers, n_steps=N_STEPS, at_rest=True):
     """nengo.Simulator per sample: (filtered output, raw output, {layer: spikes}), batch first."""
     import nengo
@@ -64,7 +51,7 @@ def _nengo(snn, x, layers, n_steps=N_STEPS, at_rest=True):
     for sample in x:
         model = to_nengo(snn)
         if at_rest:
-            _at_rest(model.network)
+            zero_initial_voltage(model.network)
         (node,) = model.inputs.values()
         node.output = sample.ravel()
         with model.network:
@@ -183,7 +170,7 @@ def test_a_time_varying_input_is_read_one_step_at_a_time_as_a_nengo_node_would_g
     _, ours = _ours(snn, x, [layer], time_varying_input=True)
     for i, sequence in enumerate(x):
         model = to_nengo(snn)
-        _at_rest(model.network)
+        zero_initial_voltage(model.network)
         (node,) = model.inputs.values()
         node.output = lambda t, seq=sequence: seq[int(round(t / dt)) - 1]  # step k (t = k dt) shows x[:, k - 1]
         with model.network:

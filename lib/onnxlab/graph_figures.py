@@ -147,9 +147,10 @@ def build_models(names: Sequence[str], workdir: str | Path,
 
 
 def _activation_replaced(node: onnx.NodeProto) -> bool:
+    from onnxlab.graph import is_default_domain
     from onnxlab.snn.to_snn import DEFAULT_ACTIVATIONS
 
-    return node.domain in ("", "ai.onnx") and node.op_type in DEFAULT_ACTIVATIONS
+    return is_default_domain(node.domain) and node.op_type in DEFAULT_ACTIVATIONS
 
 
 def drawings(figure: GraphFigure, models: dict[str, onnx.ModelProto]) -> list[Drawing]:

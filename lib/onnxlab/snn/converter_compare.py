@@ -166,15 +166,20 @@ def build_onnxlab(onnx_model: Any, mode: Mode, seed: int = 0, **to_nengo_options
 
 
 def zero_initial_voltage(network: Any) -> None:
-    """Start every spiking neuron of ``network`` at voltage 0 (Nengo's default is uniform in [0, 1), drawn in
-    each network's own neuron order), so that two networks computing the same thing spike the same."""
+    """Start every spiking neuron of ``network`` (LIF, SpikingRectifiedLinear) at voltage 0 (Nengo's default is
+    uniform in [0, 1), drawn in each network's own neuron order), so that two networks computing the same thing
+    spike the same."""
     import nengo
 
+    at_rest = {"voltage": nengo.dists.Choice([0.0])}
     for ens in network.all_ensembles:
         neuron = ens.neuron_type
-        if isinstance(neuron, nengo.SpikingRectifiedLinear):
-            ens.neuron_type = type(neuron)(amplitude=neuron.amplitude,
-                                           initial_state={"voltage": nengo.dists.Choice([0.0])})
+        if isinstance(neuron, nengo.LIF):
+            ens.neuron_type = type(neuron)(tau_rc=neuron.tau_rc, tau_ref=neuron.tau_ref,
+                                           min_voltage=neuron.min_voltage, amplitude=neuron.amplitude,
+                                           initial_state=at_rest)
+        elif isinstance(neuron, nengo.SpikingRectifiedLinear):
+            ens.neuron_type = type(neuron)(amplitude=neuron.amplitude, initial_state=at_rest)
 
 
 def object_counts(network: Any) -> dict[str, int]:

@@ -26,7 +26,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from onnxlab.errors import SNNError
 from onnxlab.formats import ONNX_SNN_DOMAIN, as_model
-from onnxlab.graph import attributes, default_opset
+from onnxlab.graph import attributes, default_opset, is_default_domain
 from onnxlab.snn.neurons import StepBody, neuron
 from onnxlab.snn.simulation import Simulation
 from onnxlab.snn.to_nengo import DROPPED_OUTPUT_OPS
@@ -76,7 +76,7 @@ def _max_pools(nodes: list[onnx.NodeProto], choice: str, what: str) -> tuple[lis
         raise SNNError(f"max_pool must be one of {', '.join(MAX_POOL_CHOICES)}, got {choice!r}")
     out, notes = [], []
     for node in nodes:
-        if node.op_type != "MaxPool" or node.domain not in ("", "ai.onnx") or choice == "max":
+        if node.op_type != "MaxPool" or not is_default_domain(node.domain) or choice == "max":
             out.append(node)
             continue
         label = node.name or node.output[0]
