@@ -14,7 +14,7 @@ import pytest
 from onnxlab.errors import SNNError
 from onnxlab.formats import ONNX_SNN_DOMAIN
 from onnxlab.runtime import ort_session
-from onnxlab.snn import to_snn
+from onnxlab.snn import to_snn, upgrade
 from onnxlab.snn.converter_compare import zero_initial_voltage
 from onnxlab.snn.simulation import Simulation
 from onnxlab.snn.spiking_onnx import SPIKES_SUFFIX, to_spiking_onnx
@@ -299,3 +299,20 @@ def test_onnxlab_run_takes_the_engine_on_the_command_line(tmp_path, capsys):
     onnx.save(onnx_models.mlp(), str(plain))
     assert cli(["run", str(plain), "--input", str(tmp_path / "x.npy"), "--engine", "nengo-dl"]) == 1
     assert "is a DL model; engine 'nengo-dl' runs SNN models (for DL: onnxruntime)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda: onnx_models.pytorch_style_cnn(opset=20), (2, 7, 6)),  # PyTorch's conventions, opset 20, IR 10
+    (lambda: upgrade(onnx_models.legacy_lenet1())[0], (28, 28, 1)),  # the original ONNX-SNN tool's file, opset 11
+], ids=["pytorch-opset20", "original-tool-opset11"])
+def test_files_other_producers_wrote_spike_as_nengo_does(make, shape):
+    model = make()
+    snn = model if any(n.domain == ONNX_SNN_DOMAIN for n in model.graph.node) else to_snn(
+        model, "LIF", gain=3.0, bias=0.5)
+    layers = _neuron_names(snn)
+    x = np.random.default_rng(13).uniform(0, 1, (2, *shape)).astype(np.float32)
+    _, ours = _ours(snn, x, layers, n_steps=20)
+    _, _, spikes = _nengo(snn, x, layers, n_steps=20)
+    for name in layers:
+        np.testing.assert_array_equal(ours[name + SPIKES_SUFFIX].reshape(spikes[name].shape), spikes[name])
+    assert sum(int((ours[n + SPIKES_SUFFIX] > 0).sum()) for n in layers) > 20

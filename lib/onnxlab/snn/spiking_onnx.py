@@ -37,8 +37,8 @@ MIN_OPSET = 11
 BODY_PREFIX = "step"
 #: Suffix of a recorded layer's output.
 SPIKES_SUFFIX = "/spikes"
-#: Samples per ONNX Runtime call in `run_spiking`: a small batch keeps the neuron states in the CPU's cache (the
-#: K4 network, 500 images: 4.5 s at 10 per call, 5.6 s at 100, 2 threads, Intel Xeon with AVX-512)
+#: Samples per ONNX Runtime call in `run_spiking`: a small batch keeps the neuron states in the CPU's cache, which
+#: measured faster than batches of 100 on the K4 network (the elementwise neuron updates are memory-bound)
 SPIKING_BATCH = 10
 
 
