@@ -285,7 +285,8 @@ def _rss_bytes() -> int:
     return _status_bytes("VmRSS")
 
 
-def _peak_rss_bytes() -> int:
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process so far (``VmHWM``), bytes."""
     # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss across fork + exec, so a child started by a
     # large parent would report the parent's size
     return _status_bytes("VmHWM")
@@ -323,7 +324,7 @@ def _measure_here(name: str, model: Path, inputs: Path, threads: int) -> dict[st
     after_imports = _rss_bytes()
     loaded = load(name, model, threads)
     loaded.run(x)
-    return {"after_imports": after_imports, "peak": _peak_rss_bytes()}
+    return {"after_imports": after_imports, "peak": peak_rss_bytes()}
 
 
 def peak_memory_in_child(name: str, model: str | os.PathLike, x: np.ndarray, *,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import onnx
@@ -102,6 +102,39 @@ def presented(x: np.ndarray, n_steps: int, minibatch_size: int) -> np.ndarray:
     return np.repeat(flat[:, None, :], n_steps, axis=1)
 
 
+@contextmanager
+def predictor(model: NengoModel, *, n_steps: int | None = None, minibatch_size: int = 100, filtered: bool = False,
+              progress_bar: bool = False,
+              extra_probes: dict[str, Any] | None = None) -> Iterator[Callable[[np.ndarray], dict[str, np.ndarray]]]:
+    """A NengoDL simulator of ``model`` built once, as a function of the inputs (see `simulate` for the arguments).
+
+    Inside the block, ``predict(x)`` returns what ``simulate(model, x, ...)`` returns, without building the
+    simulator again: for timing inference apart from the build, or for many calls.
+    """
+    from onnxlab.reproducibility import import_nengo_dl
+
+    nengo_dl = import_nengo_dl()
+    import tensorflow as tf
+
+    n_steps = n_steps or model.simulation.n_steps
+    probes = model.filtered_outputs if filtered else model.outputs
+    tf.get_logger().setLevel("ERROR")
+    with temporary_probes(model.network, extra_probes or {}) as extra, \
+            dl_settings(model.network, planner=dl_planner(), **SIMULATE_SETTINGS), \
+            nengo_dl.Simulator(model.network, dt=model.simulation.dt, minibatch_size=minibatch_size,
+                               progress_bar=progress_bar) as sim:
+
+        def predict(x: np.ndarray) -> dict[str, np.ndarray]:
+            node, x = single_input(model, x, "simulate")
+            result = sim.predict({node: presented(x, n_steps, minibatch_size)}, verbose=int(progress_bar))
+            out = {name: result[probe][:len(x)].reshape(len(x), n_steps, *model.output_shapes[name])
+                   for name, probe in probes.items()}
+            out.update({name: result[probe][:len(x)] for name, probe in extra.items()})
+            return out
+
+        yield predict
+
+
 def simulate(model: NengoModel, x: np.ndarray, *, n_steps: int | None = None, minibatch_size: int = 100,
              filtered: bool = False, progress_bar: bool = False,
              extra_probes: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
@@ -121,35 +154,19 @@ def simulate(model: NengoModel, x: np.ndarray, *, n_steps: int | None = None, mi
         Name -> Nengo object (e.g. ``ensemble.neurons[:20]``) to probe unfiltered as well;
         returned flat, shape (N, n_steps, size).
 
-    Every sample starts from rest (NengoDL ``stateful=False``): no state carries over. The
+    Every sample starts from the network's initial state (NengoDL ``stateful=False``): no state carries over. The
     network is simulated with `SIMULATE_SETTINGS`; its own NengoDL settings and probes are left as
-    they were.
+    they were. Builds a simulator for this call (`predictor` keeps one for many).
 
     Returns
     -------
     dict
         Output name -> array of shape (N, n_steps, *output_shape), plus the extra probes.
     """
-    from onnxlab.reproducibility import import_nengo_dl
-
-    nengo_dl = import_nengo_dl()
-    import tensorflow as tf
-
-    node, x = single_input(model, x, "simulate")
-    n_steps = n_steps or model.simulation.n_steps
-    batch = min(minibatch_size, len(x))
-    data = presented(x, n_steps, batch)
-    probes = model.filtered_outputs if filtered else model.outputs
-    tf.get_logger().setLevel("ERROR")
-    with temporary_probes(model.network, extra_probes or {}) as extra, \
-            dl_settings(model.network, planner=dl_planner(), **SIMULATE_SETTINGS), \
-            nengo_dl.Simulator(model.network, dt=model.simulation.dt, minibatch_size=batch,
-                               progress_bar=progress_bar) as sim:
-        result = sim.predict({node: data}, verbose=int(progress_bar))
-    out = {name: result[probe][:len(x)].reshape(len(x), n_steps, *model.output_shapes[name])
-           for name, probe in probes.items()}
-    out.update({name: result[probe][:len(x)] for name, probe in extra.items()})
-    return out
+    single_input(model, x, "simulate")
+    with predictor(model, n_steps=n_steps, minibatch_size=min(minibatch_size, len(x)), filtered=filtered,
+                   progress_bar=progress_bar, extra_probes=extra_probes) as predict:
+        return predict(x)
 
 
 def softmax(z: np.ndarray) -> np.ndarray:

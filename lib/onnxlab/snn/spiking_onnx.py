@@ -317,37 +317,56 @@ def to_spiking_onnx(model: onnx.ModelProto | str | os.PathLike, *, n_steps: int 
     return compiled
 
 
-def run_spiking(model: onnx.ModelProto | str | os.PathLike, x: np.ndarray, *, batch_size: int = SPIKING_BATCH,
-                workers: int | None = None) -> dict[str, np.ndarray]:
-    """Run a compiled spiking model (`to_spiking_onnx`) on ``x`` with ONNX Runtime, data-parallel.
+class SpikingRunner:
+    """A compiled spiking model (`to_spiking_onnx`) in ONNX Runtime, data-parallel, sessions built once.
 
     Each of ``workers`` single-threaded sessions (default: one per CPU core) takes every ``workers``-th batch of
     ``batch_size`` samples; a time step's elementwise neuron updates are too small to split across threads
-    profitably, whole batches are not.
+    profitably, whole batches are not. Call it with samples; build it once to time inference without session
+    creation.
+    """
+
+    def __init__(self, model: onnx.ModelProto | str | os.PathLike, *, batch_size: int = SPIKING_BATCH,
+                 workers: int | None = None):
+        from onnxlab.runtime import ort_session
+
+        if batch_size < 1:
+            raise SNNError(f"the spiking runner needs batch_size >= 1, got {batch_size}")
+        self.batch_size = batch_size
+        self.sessions = [ort_session(model, intra_op_threads=1)
+                         for _ in range(max(1, workers or os.cpu_count() or 1))]
+        (self.input_name,) = [i.name for i in self.sessions[0].get_inputs()]
+        self.output_names = [o.name for o in self.sessions[0].get_outputs()]
+
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Output name -> (N, n_steps, ...) for samples ``x`` (N, ...) (or (N, n_steps, ...) if time-varying)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        if len(x) == 0:
+            raise SNNError("the spiking runner needs at least one sample, got none")
+        batches = [x[i:i + self.batch_size] for i in range(0, len(x), self.batch_size)]
+        workers = min(len(self.sessions), len(batches))
+
+        def work(worker: int) -> list[list[np.ndarray]]:
+            session = self.sessions[worker]
+            return [session.run(None, {self.input_name: batch}) for batch in batches[worker::workers]]
+
+        with ThreadPoolExecutor(workers) as pool:
+            done = list(pool.map(work, range(workers)))
+        ordered = [done[i % workers][i // workers] for i in range(len(batches))]
+        return {name: np.concatenate([out[k] for out in ordered]) for k, name in enumerate(self.output_names)}
+
+
+def run_spiking(model: onnx.ModelProto | str | os.PathLike, x: np.ndarray, *, batch_size: int = SPIKING_BATCH,
+                workers: int | None = None) -> dict[str, np.ndarray]:
+    """Run a compiled spiking model (`to_spiking_onnx`) on ``x`` once: `SpikingRunner` ``(x)``.
 
     Returns
     -------
     dict
         Output name -> (N, n_steps, ...).
     """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from onnxlab.runtime import ort_session
-
-    if len(x) == 0 or batch_size < 1:
-        raise SNNError(f"run_spiking needs at least one sample and batch_size >= 1 (got {len(x)} samples, "
-                       f"batch_size {batch_size})")
-    workers = max(1, workers or os.cpu_count() or 1)
-    batches = [x[i:i + batch_size] for i in range(0, len(x), batch_size)]
-    workers = min(workers, len(batches))
-    sessions = [ort_session(model, intra_op_threads=1) for _ in range(workers)]
-    (input_name,) = [i.name for i in sessions[0].get_inputs()]
-    names = [o.name for o in sessions[0].get_outputs()]
-
-    def work(worker: int) -> list[list[np.ndarray]]:
-        return [sessions[worker].run(None, {input_name: batch}) for batch in batches[worker::workers]]
-
-    with ThreadPoolExecutor(workers) as pool:
-        done = list(pool.map(work, range(workers)))
-    ordered = [done[i % workers][i // workers] for i in range(len(batches))]
-    return {name: np.concatenate([out[k] for out in ordered]) for k, name in enumerate(names)}
+    if len(x) == 0:
+        raise SNNError("run_spiking needs at least one sample, got none")
+    workers = min(max(1, workers or os.cpu_count() or 1), -(-len(x) // max(batch_size, 1)))
+    return SpikingRunner(model, batch_size=batch_size, workers=workers)(x)
