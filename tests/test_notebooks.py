@@ -37,7 +37,14 @@ CONTRACTS = {
         invariant=lambda t: (t.max_weight_abs_diff == 0).all() and (t.identical_predictions == 1).all()
         and (t.accuracy_before == t.accuracy_after).all() and (t.training_seeds == 2).all()
         and (t.accuracy_seed_min <= t.accuracy_before).all() and (t.accuracy_before <= t.accuracy_seed_max).all(),
-        tables=["snn_weight_shapes", "snn_forward"], figures=["snn_accuracy_vs_steps", "snn_spike_raster"]),
+        tables=["snn_weight_shapes", "snn_forward", "snn_engines"],
+        figures=["snn_accuracy_vs_steps", "snn_spike_raster", "snn_engines_accuracy_vs_steps"],
+        # both engines; ONNX Runtime's process loads no framework; its predictions are NengoDL's (the smoke network,
+        # trained on 600 images, has near-ties between classes: 2 % may differ by one spike's worth)
+        other_tables={"snn_engines": lambda t: set(t.engine) == {"nengo-dl", "onnxruntime-spiking"}
+                      and (t.identical_predictions >= 0.98).all() and (t.installed_mib > 0).all()
+                      and t.set_index("engine").frameworks_loaded["onnxruntime-spiking"] == "—"
+                      and t.set_index("engine").size_vs_nengodl["onnxruntime-spiking"] > 1}),
     "model_classification": dict(
         columns={"source", "expected", "models", "ML", "DL", "SNN", "error", "correct", "paper_rule_correct"},
         invariant=lambda t: (t.correct == t.models).all() and (t.error == 0).all(),
@@ -180,6 +187,9 @@ def test_smoke_run_writes_its_table(path, tmp_path):
             assert (tmp_path / "tables" / f"{name}.{ext}").is_file(), f"{name}.{ext}"
     for name in contract["figures"]:
         assert (tmp_path / "figures" / f"{name}.png").is_file(), name
+    for name, invariant in contract.get("other_tables", {}).items():
+        other = pd.read_csv(tmp_path / "tables" / f"{name}.csv")
+        assert invariant(other), other.T
     assert _tree_state(ROOT / "results") == before, "a smoke run must not write into results/"
     committed = ROOT / "results" / "tables" / f"{path.stem}.csv"
     if committed.is_file():  # same columns in every profile, so runs can be compared

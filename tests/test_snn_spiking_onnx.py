@@ -316,3 +316,29 @@ def test_files_other_producers_wrote_spike_as_nengo_does(make, shape):
     for name in layers:
         np.testing.assert_array_equal(ours[name + SPIKES_SUFFIX].reshape(spikes[name].shape), spikes[name])
     assert sum(int((ours[n + SPIKES_SUFFIX] > 0).sum()) for n in layers) > 20
+
+
+@pytest.mark.parametrize("net,time_varying", [("conv-branching", False), ("dense", True)])
+def test_the_unrolled_form_computes_exactly_what_the_loop_does(net, time_varying):
+    from onnxlab.snn.spiking_onnx import SpikingRunner
+
+    make, shape = NETS[net]
+    n_steps = 7
+    snn = to_snn(make(), "LIF", simulation=Simulation(n_steps=n_steps, synapse=0.01), **NEURON_SETTINGS["LIF"])
+    layers = _neuron_names(snn)
+    x = np.random.default_rng(9).uniform(-1, 1, (5, *((n_steps,) if time_varying else ()), *shape)).astype(np.float32)
+    options = dict(record=layers, time_varying_input=time_varying)
+    loop = to_spiking_onnx(snn, **options)
+    unrolled = to_spiking_onnx(snn, form="unrolled", **options)
+    onnx.checker.check_model(unrolled, full_check=True)
+    assert "Loop" not in {n.op_type for n in unrolled.graph.node}
+    assert [o.name for o in unrolled.graph.output] == [o.name for o in loop.graph.output]
+    by_loop, by_unrolled = SpikingRunner(loop, batch_size=2)(x), SpikingRunner(unrolled, batch_size=2)(x)
+    for name, expected in by_loop.items():
+        np.testing.assert_array_equal(by_unrolled[name], expected, err_msg=name)
+    assert sum(int((by_loop[n + SPIKES_SUFFIX] > 0).sum()) for n in layers) > 10
+    # nothing left over from the loop: ONNX Runtime would warn about unused initializers
+    used = {i for n in unrolled.graph.node for i in n.input}
+    assert {t.name for t in unrolled.graph.initializer} <= used
+    with pytest.raises(SNNError, match="form must be one of loop, unrolled, got 'scan'"):
+        to_spiking_onnx(snn, form="scan")

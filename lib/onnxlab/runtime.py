@@ -15,7 +15,8 @@ OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 def ort_session(model: onnx.ModelProto | str | os.PathLike, *, intra_op_threads: int = 0,
                 optimization: str = "all", log_severity: int = 3,
                 optimized_model_path: str | os.PathLike | None = None, profile_prefix: str | None = None,
-                spin: bool = True, providers: tuple[str, ...] = ("CPUExecutionProvider",)):
+                spin: bool = True, providers: tuple[str, ...] = ("CPUExecutionProvider",),
+                disabled_optimizers: tuple[str, ...] = ()):
     """An ``onnxruntime.InferenceSession`` (on the CPU unless other ``providers`` are given).
 
     Parameters
@@ -40,6 +41,8 @@ def ort_session(model: onnx.ModelProto | str | os.PathLike, *, intra_op_threads:
         the spinning threads of one steal the cores of the next.
     providers
         Execution providers in order of preference (the CPU by default; GPU providers before it where a build has them).
+    disabled_optimizers
+        Names of ONNX Runtime graph rewrites to leave out at every level (e.g. ``"NchwcTransformer"``).
     """
     import onnxruntime as ort
 
@@ -63,7 +66,8 @@ def ort_session(model: onnx.ModelProto | str | os.PathLike, *, intra_op_threads:
         options.enable_profiling = True
         options.profile_file_prefix = profile_prefix
     source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
-    return ort.InferenceSession(source, options, providers=list(providers))
+    return ort.InferenceSession(source, options, providers=list(providers),
+                                disabled_optimizers=list(disabled_optimizers) or None)
 
 
 def single_input_runner(session, x: np.ndarray, output: int | None = 0):

@@ -40,6 +40,17 @@ SPIKES_SUFFIX = "/spikes"
 #: Samples per ONNX Runtime call in `run_spiking`: a small batch keeps the neuron states in the CPU's cache, which
 #: measured faster than batches of 100 on the K4 network (the elementwise neuron updates are memory-bound)
 SPIKING_BATCH = 10
+#: ONNX Runtime graph rewrites that change float32 results, left out of every session `SpikingRunner` builds. Measured
+#: on the unrolled Table K4 network (2000 images, every other rewrite on): ``NchwcTransformer`` (convolutions in a
+#: blocked channel layout, summed in another order) moved some spikes by a step;
+#: ``MatMulAddFusion`` (MatMul + Add as one Gemm, which starts from the bias) changed float32 rounding. Without both, the unrolled
+#: graph's outputs equal the Loop's exactly; ONNX Runtime applies neither inside a Loop body, whose weights are
+#: outer-scope values, so the Loop form is exact at every optimisation level.
+EXACT_DISABLED_OPTIMIZERS = ("NchwcTransformer", "MatMulAddFusion")
+#: The two renderings of the same time loop (`to_spiking_onnx`'s ``form``).
+FORMS = ("loop", "unrolled")
+#: Suffix of an unrolled step's copy of a loop-body tensor: ``<name>@<step>``.
+STEP_SUFFIX = "@{}"
 
 
 def _sample_dims(model: onnx.ModelProto, name: str, what: str) -> list[int]:
@@ -122,7 +133,8 @@ def _lowpass(tau: float | None, dt: float) -> tuple[float, float]:
 def to_spiking_onnx(model: onnx.ModelProto | str | os.PathLike, *, n_steps: int | None = None,
                     dt: float | None = None, synapse: float | None | str = "file",
                     record: Sequence[str] = (), max_pool: str = "average",
-                    time_varying_input: bool = False, initial_state: str = "rest") -> onnx.ModelProto:
+                    time_varying_input: bool = False, initial_state: str = "rest",
+                    form: str = "loop") -> onnx.ModelProto:
     """Compile an ONNX-SNN model to a default-domain ONNX model that simulates it over time.
 
     Parameters
@@ -147,6 +159,11 @@ def to_spiking_onnx(model: onnx.ModelProto | str | os.PathLike, *, n_steps: int 
         ``"average"`` (default): MaxPool becomes average pooling over the same windows, as `to_nengo` builds it,
         so the loop computes the Nengo network (said in the model's doc string); ``"max"``: the max of the
         spike trains, as the file says; ``"error"``: refuse.
+    form
+        ``"loop"`` (default): one ONNX ``Loop`` (compact, a session in a fraction of a second); ``"unrolled"``: the
+        step written out ``n_steps`` times (`unroll`): ONNX Runtime optimises across steps and runs it somewhat
+        faster, but takes seconds to create a session (both measured in Table "SNN engines"). Run either with
+        `EXACT_DISABLED_OPTIMIZERS` left out (as `SpikingRunner` does) to keep every spike.
 
     Returns
     -------
@@ -182,6 +199,8 @@ def to_spiking_onnx(model: onnx.ModelProto | str | os.PathLike, *, n_steps: int 
         raise SNNError(f"{what}: record names no neuron node: {', '.join(unknown)}; neuron nodes: "
                        f"{', '.join(n.name for n in neurons)}")
 
+    if form not in FORMS:
+        raise SNNError(f"form must be one of {', '.join(FORMS)}, got {form!r}")
     if initial_state not in INITIAL_STATES:
         raise SNNError(f"initial_state must be one of {', '.join(INITIAL_STATES)}, got {initial_state!r}")
     seeded = _nengo_initial_state(model) if initial_state == "nengo" else {}
@@ -314,7 +333,76 @@ def to_spiking_onnx(model: onnx.ModelProto | str | os.PathLike, *, n_steps: int 
     compiled.ir_version = model.ir_version
     compiled.doc_string = "\n".join([f"Spiking simulation of {what} over {n_steps} steps of {dt} s (onnxlab)", *notes])
     Simulation(dt=dt, n_steps=n_steps, synapse=synapse, seed=settings.seed).write(compiled)
-    return compiled
+    return unroll(compiled) if form == "unrolled" else compiled
+
+
+def _unsqueeze(name: str, output: str, axis: int, opset: int) -> onnx.NodeProto:
+    """Unsqueeze ``name`` at ``axis``: the axes are an attribute before opset 13 and an input from then on."""
+    if opset < 13:
+        return helper.make_node("Unsqueeze", [name], [output], axes=[axis])
+    return helper.make_node("Unsqueeze", [name, "unrolled/axis0"], [output])
+
+
+def unroll(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The time loop of a `to_spiking_onnx` model written out step by step: the same computation, no ``Loop``.
+
+    Each step is a copy of the loop body (its tensors renamed ``<name>@<step>``, its constants kept once), fed the
+    previous step's state; the per-step outputs are stacked to the (n_steps, N, ...) tensors the ``Loop`` scans
+    out, so the rest of the graph is unchanged. The file grows with ``n_steps``; ONNX Runtime then optimises
+    across steps.
+    """
+    graph = model.graph
+    (loop,) = [n for n in graph.node if n.op_type == "Loop"]
+    body = helper.get_attribute_value(next(a for a in loop.attribute if a.name == "body"))
+    opset = default_opset(model)
+    constants = {t.name: t for t in graph.initializer}
+    n_steps = int(numpy_helper.to_array(constants[loop.input[0]]))
+    iteration, _condition, *carried_in = [i.name for i in body.input]
+    _, *outs = [o.name for o in body.output]
+    carried_out, scanned = outs[:len(carried_in)], outs[len(carried_in):]
+    steps = [numpy_helper.from_array(np.array(t, np.int64), f"unrolled/iteration{STEP_SUFFIX.format(t)}")
+             for t in range(n_steps)]
+    reads_iteration = any(iteration in n.input for n in body.node)  # a time-varying input's Gather
+    extra = [*(steps if reads_iteration else []), numpy_helper.from_array(np.array([0], np.int64), "unrolled/axis0")]
+    local = {o for n in body.node for o in n.output}
+    hoisted = [n for n in body.node if n.op_type == "Constant"]
+    per_step = [n for n in body.node if n.op_type != "Constant" and "cond_out" not in n.output]
+
+    nodes, state = list(hoisted), dict(zip(carried_in, loop.input[2:]))
+    stacked: dict[str, list[str]] = {name: [] for name in scanned}
+    hoisted_names = {c.output[0] for c in hoisted}
+    for t in range(n_steps):
+        suffix = STEP_SUFFIX.format(t)
+        names = {**state, iteration: steps[t].name}
+        renamed = lambda n: names.get(n, f"{n}{suffix}" if n in local - hoisted_names else n)  # noqa: E731
+        for node in per_step:
+            copy = onnx.NodeProto()
+            copy.CopyFrom(node)
+            del copy.input[:], copy.output[:]
+            copy.input.extend(renamed(i) for i in node.input)
+            copy.output.extend(renamed(o) for o in node.output)
+            copy.name = f"{node.name}{suffix}" if node.name else ""
+            nodes.append(copy)
+        state = {i: renamed(o) for i, o in zip(carried_in, carried_out)}
+        for name in scanned:
+            nodes.append(_unsqueeze(renamed(name), f"{name}{suffix}/stacked", 0, opset))
+            stacked[name].append(f"{name}{suffix}/stacked")
+    scan_results = loop.output[len(carried_in):]
+    nodes += [helper.make_node("Concat", stacked[name], [result], axis=0)
+              for name, result in zip(scanned, scan_results)]
+
+    outer = []
+    for node in graph.node:
+        outer.extend(nodes if node is loop else [node])
+    unrolled = onnx.ModelProto()
+    unrolled.CopyFrom(model)
+    del unrolled.graph.node[:]
+    unrolled.graph.node.extend(outer)
+    kept = [t for t in unrolled.graph.initializer if t.name != loop.input[0]]  # the trip count
+    del unrolled.graph.initializer[:]
+    unrolled.graph.initializer.extend([*kept, *extra])
+    unrolled.doc_string = model.doc_string + f"\nunrolled: {n_steps} copies of the time step, no Loop"
+    return unrolled
 
 
 class SpikingRunner:
@@ -323,18 +411,25 @@ class SpikingRunner:
     Each of ``workers`` single-threaded sessions (default: one per CPU core) takes every ``workers``-th batch of
     ``batch_size`` samples; a time step's elementwise neuron updates are too small to split across threads
     profitably, whole batches are not. Call it with samples; build it once to time inference without session
-    creation.
+    creation. Every session leaves out ``disabled_optimizers`` (default `EXACT_DISABLED_OPTIMIZERS`: the rewrites
+    that move spikes).
     """
 
     def __init__(self, model: onnx.ModelProto | str | os.PathLike, *, batch_size: int = SPIKING_BATCH,
-                 workers: int | None = None):
+                 workers: int | None = None, disabled_optimizers: Sequence[str] = EXACT_DISABLED_OPTIMIZERS):
+        from concurrent.futures import ThreadPoolExecutor
+
         from onnxlab.runtime import ort_session
 
         if batch_size < 1:
             raise SNNError(f"the spiking runner needs batch_size >= 1, got {batch_size}")
         self.batch_size = batch_size
-        self.sessions = [ort_session(model, intra_op_threads=1)
-                         for _ in range(max(1, workers or os.cpu_count() or 1))]
+        workers = max(1, workers or os.cpu_count() or 1)
+        source = model if isinstance(model, onnx.ModelProto) else str(model)
+        with ThreadPoolExecutor(workers) as pool:  # sessions of a large (unrolled) graph take seconds each
+            self.sessions = list(pool.map(
+                lambda _: ort_session(source, intra_op_threads=1, disabled_optimizers=tuple(disabled_optimizers)),
+                range(workers)))
         (self.input_name,) = [i.name for i in self.sessions[0].get_inputs()]
         self.output_names = [o.name for o in self.sessions[0].get_outputs()]
 
