@@ -281,6 +281,9 @@ def test_the_command_line_compiles_a_file_and_names_bad_input(tmp_path, capsys):
     assert cli(["to-spiking-onnx", str(source), str(target), "--n-steps", "12", "--record", "act0"]) == 0
     assert "outputs y ['N', 12, 4], act0/spikes ['N', 12, 5]" in capsys.readouterr().out
     onnx.checker.check_model(onnx.load(str(target)), full_check=True)
+    assert cli(["to-spiking-onnx", str(source), str(target), "--n-steps", "3", "--form", "unrolled"]) == 0
+    assert "unrolled" in capsys.readouterr().out
+    assert "Loop" not in {n.op_type for n in onnx.load(str(target)).graph.node}
     assert cli(["to-spiking-onnx", str(source), str(target), "--record", "nope"]) == 1
     assert capsys.readouterr().err.startswith("error: mlp: record names no neuron node: nope")
 

@@ -97,16 +97,18 @@ def _to_spiking_onnx(args: argparse.Namespace) -> int:
 
     synapse = "file" if args.synapse is None else (None if args.synapse < 0 else args.synapse)
     compiled = to_spiking_onnx(args.model, n_steps=args.n_steps, dt=args.dt, synapse=synapse, record=args.record,
-                               initial_state=args.initial_state, time_varying_input=args.time_varying_input)
+                               initial_state=args.initial_state, time_varying_input=args.time_varying_input,
+                               form=args.form)
     save_model(compiled, args.output)
     outputs = ", ".join(f"{o.name} {[d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim]}"
                         for o in compiled.graph.output)
-    print(f"wrote {args.output}: a plain ONNX time loop (ONNX Runtime alone runs it); outputs {outputs}")
+    what = "a plain ONNX time loop" if args.form == "loop" else f"the time loop unrolled ({args.form})"
+    print(f"wrote {args.output}: {what}, ONNX Runtime alone runs it; outputs {outputs}")
     return 0
 
 
 def _add_to_spiking_onnx(parser: argparse.ArgumentParser) -> None:
-    from onnxlab.snn.spiking_onnx import INITIAL_STATES
+    from onnxlab.snn.spiking_onnx import EXACT_DISABLED_OPTIMIZERS, FORMS, INITIAL_STATES
 
     parser.add_argument("model", help="ONNX-SNN file")
     parser.add_argument("output", help="ONNX file to write")
@@ -120,6 +122,10 @@ def _add_to_spiking_onnx(parser: argparse.ArgumentParser) -> None:
                         help="neurons start at rest, or where Nengo's seeded build starts them")
     parser.add_argument("--time-varying-input", action="store_true",
                         help="the input is (N, n_steps, ...), one slice per step (default: constant presentation)")
+    parser.add_argument("--form", choices=FORMS, default="loop",
+                        help="one ONNX Loop (compact, fast to load) or the step written out n_steps times (runs "
+                             "somewhat faster, loads slowly; disable ONNX Runtime's "
+                             f"{' and '.join(EXACT_DISABLED_OPTIMIZERS)} to keep every spike)")
 
 
 def _upgrade(args: argparse.Namespace) -> int:
