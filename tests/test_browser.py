@@ -88,6 +88,26 @@ def test_netron_shows_the_snn_graph_after_the_consent_screen(snn_lenet, external
     assert (tmp_path / "netron.png").stat().st_size > 10_000
 
 
+def test_netron_opens_the_compiled_spiking_loop(snn_lenet, tmp_path):
+    """`to_spiking_onnx`'s file (a plain ONNX Loop) is a graph Netron draws like any other."""
+    from onnxlab.snn import to_spiking_onnx
+
+    path = tmp_path / "lenet1-spiking.onnx"
+    onnx.save(to_spiking_onnx(snn_lenet, n_steps=5), str(path))
+    view = viz.netron(path)
+    try:
+        with headless_chromium() as driver:
+            driver.get(view.url)
+            wait_for(driver, lambda d: visible(d, "#message-button"), "Netron's consent button").click()
+            text = wait_for(driver, lambda d: "Loop" in _graph_text(d).splitlines() and _graph_text(d),
+                            "the Loop node in the graph")
+            assert "Transpose" in text.splitlines() and "LIF" not in text.splitlines()
+            driver.save_screenshot(str(tmp_path / "netron-loop.png"))
+    finally:
+        view.stop()
+    assert (tmp_path / "netron-loop.png").stat().st_size > 10_000
+
+
 # --------------------------------------------------------------------------- JupyterLab
 
 def _probe_notebook(path: Path, netron_model: Path) -> None:

@@ -40,12 +40,12 @@ SPIKES_SUFFIX = "/spikes"
 #: Samples per ONNX Runtime call in `run_spiking`: a small batch keeps the neuron states in the CPU's cache, which
 #: measured faster than batches of 100 on the K4 network (the elementwise neuron updates are memory-bound)
 SPIKING_BATCH = 10
-#: ONNX Runtime graph rewrites that change float32 results, left out of every session `SpikingRunner` builds. Measured
-#: on the unrolled Table K4 network (2000 images, every other rewrite on): ``NchwcTransformer`` (convolutions in a
-#: blocked channel layout, summed in another order) moved some spikes by a step;
-#: ``MatMulAddFusion`` (MatMul + Add as one Gemm, which starts from the bias) changed float32 rounding. Without both, the unrolled
-#: graph's outputs equal the Loop's exactly; ONNX Runtime applies neither inside a Loop body, whose weights are
-#: outer-scope values, so the Loop form is exact at every optimisation level.
+#: ONNX Runtime graph rewrites that change float32 results, left out of every session `SpikingRunner` builds. In the
+#: unrolled Table K4 network (table snn_spiking_forms): ``MatMulAddFusion`` (MatMul + Add as one Gemm, which starts
+#: its sum from the bias) changes the rounding of the outputs; ``NchwcTransformer`` (convolutions in a blocked channel
+#: layout, summed in another order) moved a spike by a step over 2000 images in an exploratory run, not over the 1000
+#: the table uses. Without both, the unrolled graph's outputs equal the Loop's bit for bit; ONNX Runtime applies
+#: neither inside a Loop body, whose weights are outer-scope values, so the Loop is exact at every optimisation level.
 EXACT_DISABLED_OPTIMIZERS = ("NchwcTransformer", "MatMulAddFusion")
 #: The two renderings of the same time loop (`to_spiking_onnx`'s ``form``).
 FORMS = ("loop", "unrolled")
