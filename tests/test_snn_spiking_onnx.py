@@ -345,3 +345,22 @@ def test_the_unrolled_form_computes_exactly_what_the_loop_does(net, time_varying
     assert {t.name for t in unrolled.graph.initializer} <= used
     with pytest.raises(SNNError, match="form must be one of loop, unrolled, got 'scan'"):
         to_spiking_onnx(snn, form="scan")
+    from onnxlab.snn.spiking_onnx import unroll
+
+    with pytest.raises(SNNError, match="unroll takes a to_spiking_onnx model \\(one Loop\\); this one has 0"):
+        unroll(snn)
+
+
+def test_the_unrolled_form_of_an_opset_11_file_equals_its_loop():
+    """Opset 11: Unsqueeze takes its axes as an attribute (an input from opset 13)."""
+    from onnxlab.graph import default_opset
+    from onnxlab.snn.spiking_onnx import SpikingRunner
+
+    snn = upgrade(onnx_models.legacy_lenet1())[0]
+    assert default_opset(snn) == 11
+    loop, unrolled = (to_spiking_onnx(snn, n_steps=4, form=form) for form in ("loop", "unrolled"))
+    onnx.checker.check_model(unrolled, full_check=True)
+    x = np.random.default_rng(1).uniform(0, 1, (3, 28, 28, 1)).astype(np.float32)
+    (expected,), (got,) = SpikingRunner(loop)(x).values(), SpikingRunner(unrolled)(x).values()
+    np.testing.assert_array_equal(got, expected)
+    assert np.abs(expected).max() > 0

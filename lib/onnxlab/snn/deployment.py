@@ -49,7 +49,7 @@ import json, sys, time
 import numpy as np
 import onnxruntime as ort
 imported = time.time()
-session = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+session = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])  # a Loop: exact at any level
 built = time.time()
 x = np.load(sys.argv[2])[:1]
 scores = session.run(None, {session.get_inputs()[0].name: x})[0]

@@ -162,7 +162,7 @@ def to_spiking_onnx(model: onnx.ModelProto | str | os.PathLike, *, n_steps: int 
     form
         ``"loop"`` (default): one ONNX ``Loop`` (compact, a session in a fraction of a second); ``"unrolled"``: the
         step written out ``n_steps`` times (`unroll`): ONNX Runtime optimises across steps and runs it somewhat
-        faster, but takes seconds to create a session (both measured in Table "SNN engines"). Run either with
+        faster, but takes seconds to create a session (both measured in table "snn_spiking_forms"). Run either with
         `EXACT_DISABLED_OPTIMIZERS` left out (as `SpikingRunner` does) to keep every spike.
 
     Returns
@@ -336,11 +336,17 @@ def to_spiking_onnx(model: onnx.ModelProto | str | os.PathLike, *, n_steps: int 
     return unroll(compiled) if form == "unrolled" else compiled
 
 
-def _unsqueeze(name: str, output: str, axis: int, opset: int) -> onnx.NodeProto:
-    """Unsqueeze ``name`` at ``axis``: the axes are an attribute before opset 13 and an input from then on."""
-    if opset < 13:
-        return helper.make_node("Unsqueeze", [name], [output], axes=[axis])
-    return helper.make_node("Unsqueeze", [name, "unrolled/axis0"], [output])
+#: Opset from which Unsqueeze takes its axes as an input rather than an attribute.
+UNSQUEEZE_AXES_INPUT_OPSET = 13
+#: The unrolled graph's constant [0] for Unsqueeze's axes input.
+AXIS0 = "unrolled/axis0"
+
+
+def _unsqueeze0(name: str, output: str, opset: int) -> onnx.NodeProto:
+    """Unsqueeze ``name`` at axis 0 (the axes are an attribute before `UNSQUEEZE_AXES_INPUT_OPSET`, then an input)."""
+    if opset < UNSQUEEZE_AXES_INPUT_OPSET:
+        return helper.make_node("Unsqueeze", [name], [output], axes=[0])
+    return helper.make_node("Unsqueeze", [name, AXIS0], [output])
 
 
 def unroll(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -352,7 +358,11 @@ def unroll(model: onnx.ModelProto) -> onnx.ModelProto:
     across steps.
     """
     graph = model.graph
-    (loop,) = [n for n in graph.node if n.op_type == "Loop"]
+    loops = [n for n in graph.node if n.op_type == "Loop"]
+    if len(loops) != 1:
+        raise SNNError(f"{graph.name or 'model'}: unroll takes a to_spiking_onnx model (one Loop); "
+                       f"this one has {len(loops)}")
+    (loop,) = loops
     body = helper.get_attribute_value(next(a for a in loop.attribute if a.name == "body"))
     opset = default_opset(model)
     constants = {t.name: t for t in graph.initializer}
@@ -363,7 +373,8 @@ def unroll(model: onnx.ModelProto) -> onnx.ModelProto:
     steps = [numpy_helper.from_array(np.array(t, np.int64), f"unrolled/iteration{STEP_SUFFIX.format(t)}")
              for t in range(n_steps)]
     reads_iteration = any(iteration in n.input for n in body.node)  # a time-varying input's Gather
-    extra = [*(steps if reads_iteration else []), numpy_helper.from_array(np.array([0], np.int64), "unrolled/axis0")]
+    extra = [*(steps if reads_iteration else []),
+             *([numpy_helper.from_array(np.array([0], np.int64), AXIS0)] if opset >= UNSQUEEZE_AXES_INPUT_OPSET else [])]
     local = {o for n in body.node for o in n.output}
     hoisted = [n for n in body.node if n.op_type == "Constant"]
     per_step = [n for n in body.node if n.op_type != "Constant" and "cond_out" not in n.output]
@@ -385,7 +396,7 @@ def unroll(model: onnx.ModelProto) -> onnx.ModelProto:
             nodes.append(copy)
         state = {i: renamed(o) for i, o in zip(carried_in, carried_out)}
         for name in scanned:
-            nodes.append(_unsqueeze(renamed(name), f"{name}{suffix}/stacked", 0, opset))
+            nodes.append(_unsqueeze0(renamed(name), f"{name}{suffix}/stacked", opset))
             stacked[name].append(f"{name}{suffix}/stacked")
     scan_results = loop.output[len(carried_in):]
     nodes += [helper.make_node("Concat", stacked[name], [result], axis=0)
