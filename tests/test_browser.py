@@ -24,11 +24,16 @@ from onnxlab import viz
 from onnxlab.formats import ONNX_SNN_DOMAIN
 from onnxlab.snn.legacy import upgrade
 from tests import onnx_models
-from tests.browser import headless_chromium, visible, wait_for
+from tests.browser import PAGE_TIMEOUT_S, headless_chromium, visible, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Seconds JupyterLab may take to answer its status API after ``make lab`` starts it.
 LAB_START_TIMEOUT_S = 120
+#: Times the probe's cells are run before the test gives up, and seconds each try waits for the import line: on a
+#: fresh clone one CI run left all three cells queued ([*]) on a kernel the status bar showed idle (the requests sent
+#: as the new kernel connected were lost); running them again is what a person would do.
+RUN_ATTEMPTS = 3
+RUN_ATTEMPT_TIMEOUT_S = 45
 #: What the probe notebook prints when onnxlab imports in the kernel.
 IMPORT_SENTINEL = "onnxlab imported from"
 #: The widget the probe notebook displays.
@@ -176,11 +181,18 @@ def test_make_lab_runs_a_notebook_on_the_onnxlab_kernel_in_the_browser(lab_serve
             wait_for(driver, lambda d: "onnxlab" in kernel.text, "the onnxlab kernel in the toolbar")
             wait_for(driver, lambda d: visible(d, ".jp-Notebook-ExecutionIndicator[data-status='idle']"),
                      "the kernel to be idle")
-            visible(driver, ".jp-Notebook .jp-Cell .jp-InputPrompt").click()  # select the first cell
-            for _ in range(3):  # Shift+Enter: run the cell, move to the next
-                driver.switch_to.active_element.send_keys(Keys.SHIFT, Keys.ENTER)
-            printed = wait_for(driver, lambda d: next((e.text for e in d.find_elements(
-                "css selector", ".jp-OutputArea-output") if IMPORT_SENTINEL in e.text), None), "onnxlab's import line")
+            import_line = lambda d: next((e.text for e in d.find_elements(  # noqa: E731
+                "css selector", ".jp-OutputArea-output") if IMPORT_SENTINEL in e.text), None)
+            for attempt in range(1, RUN_ATTEMPTS + 1):
+                visible(driver, ".jp-Notebook .jp-Cell .jp-InputPrompt").click()  # select the first cell
+                for _ in range(3):  # Shift+Enter: run the cell, move to the next
+                    driver.switch_to.active_element.send_keys(Keys.SHIFT, Keys.ENTER)
+                try:
+                    printed = wait_for(driver, import_line, "onnxlab's import line",
+                                       timeout=PAGE_TIMEOUT_S if attempt == RUN_ATTEMPTS else RUN_ATTEMPT_TIMEOUT_S)
+                    break
+                except pytest.fail.Exception:  # the cells stayed queued ([*]) on an idle kernel: press again
+                    continue
             assert str(ROOT / "lib" / "onnxlab") in printed and str(ROOT / ".venv") in printed
             slider = wait_for(driver, lambda d: visible(d, ".jp-OutputArea-output .widget-slider"), "the widget")
             assert SLIDER_LABEL in slider.text and "7" in slider.text
