@@ -68,6 +68,13 @@ class Comparison:
         return self.timings[numerator].samples / self.timings[denominator].samples
 
 
+def in_turn(names: list[str], repeat: int) -> list[str]:
+    """``names`` rotated by ``repeat``: the order candidates take their turns in that repeat, so that no candidate
+    always goes first."""
+    shift = repeat % len(names)
+    return names[shift:] + names[:shift]
+
+
 def compare(candidates: Mapping[str, Callable[[], object]], *, number: int = 1, repeats: int = 5,
             warmup: int = 1, clock: Clock = time.perf_counter) -> Comparison:
     """Time each candidate ``repeats`` times (``number`` calls each), interleaved.
@@ -95,8 +102,7 @@ def compare(candidates: Mapping[str, Callable[[], object]], *, number: int = 1, 
             candidates[name]()
     samples: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
-        order = names[r % len(names):] + names[:r % len(names)]
-        for name in order:
+        for name in in_turn(names, r):
             fn = candidates[name]
             start = clock()
             for _ in range(number):

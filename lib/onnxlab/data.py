@@ -37,7 +37,7 @@ from typing import Callable, Iterable, NamedTuple
 
 import numpy as np
 
-from onnxlab.errors import DataError
+from onnxlab.errors import DataError, exit_status
 
 #: Repository root (lib/onnxlab/data.py -> ../../..).
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -458,7 +458,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["fetch"])
     parser.add_argument("--dir", type=Path, default=None, help="data folder (default: data/)")
     args = parser.parse_args(argv)
-    try:
+
+    def fetch_all() -> None:
         folder = fetch_mnist(args.dir / "mnist" if args.dir else None)
         print(f"MNIST: verified in {folder}")
         folder = fetch_cifar10(args.dir / "cifar10" if args.dir else None)
@@ -466,10 +467,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in TABULAR_DATASETS:
             split = load_tabular(name)
             print(f"{name}: {len(split.x_train)} train / {len(split.x_test)} test rows")
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+
+    return exit_status(fetch_all, DataError)
 
 
 if __name__ == "__main__":

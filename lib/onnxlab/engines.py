@@ -31,7 +31,7 @@ from typing import Callable
 
 import numpy as np
 
-from onnxlab.errors import InvalidArgument, OnnxlabError
+from onnxlab.errors import InvalidArgument, OnnxlabError, exit_status
 
 #: Default threads per engine: this machine's logical cores.
 DEFAULT_THREADS = os.cpu_count() or 1
@@ -355,12 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     memory.add_argument("inputs", type=Path)
     memory.add_argument("--threads", type=int, default=DEFAULT_THREADS)
     args = parser.parse_args(argv)
-    try:
-        print(json.dumps(_measure_here(args.engine, args.model, args.inputs, args.threads)))
-    except OnnxlabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return exit_status(lambda: print(json.dumps(_measure_here(args.engine, args.model, args.inputs, args.threads))))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from onnxlab.errors import OnnxlabError
+from onnxlab.errors import OnnxlabError, exit_status
 
 #: File name of the report inside the results folder.
 REPORT_NAME = "README.md"
@@ -145,12 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m onnxlab.report", description=__doc__.splitlines()[0])
     parser.add_argument("results_dir", nargs="?", default="results")
     args = parser.parse_args(argv)
-    try:
-        print(f"wrote {write_report(args.results_dir)}")
-    except OnnxlabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return exit_status(lambda: print(f"wrote {write_report(args.results_dir)}"))
 
 
 if __name__ == "__main__":

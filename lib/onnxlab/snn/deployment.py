@@ -27,7 +27,8 @@ from typing import Sequence
 
 import numpy as np
 
-from onnxlab.errors import OnnxlabError
+from onnxlab.bench import in_turn
+from onnxlab.errors import OnnxlabError, exit_status
 
 #: The distributions each engine needs to run a spiking file (their dependencies are added by `installed_size`).
 #: onnxlab's own code is counted in neither: the compiled file does not need it, NengoDL needs `to_nengo`.
@@ -160,7 +161,7 @@ def first_predictions(models: dict[str, str | os.PathLike], x: np.ndarray, *, re
     names = list(models)
     runs: dict[str, list[FirstPrediction]] = {name: [] for name in names}
     for r in range(repeats):
-        for name in names[r % len(names):] + names[:r % len(names)]:
+        for name in in_turn(names, r):
             runs[name].append(first_prediction(name, models[name], x, workdir=workdir))
     return runs
 
@@ -234,12 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model", type=Path)
     parser.add_argument("images", type=Path)
     args = parser.parse_args(argv)
-    try:
-        print(json.dumps(_nengo_dl_first_prediction(args.model, args.images)))
-    except OnnxlabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return exit_status(lambda: print(json.dumps(_nengo_dl_first_prediction(args.model, args.images))))
 
 
 if __name__ == "__main__":
