@@ -37,11 +37,15 @@ CONTRACTS = {
         invariant=lambda t: (t.max_weight_abs_diff == 0).all() and (t.identical_predictions == 1).all()
         and (t.accuracy_before == t.accuracy_after).all() and (t.training_seeds == 2).all()
         and (t.accuracy_seed_min <= t.accuracy_before).all() and (t.accuracy_before <= t.accuracy_seed_max).all(),
-        tables=["snn_weight_shapes", "snn_forward", "snn_engines", "snn_spiking_forms"],
-        figures=["snn_accuracy_vs_steps", "snn_spike_raster", "snn_engines_accuracy_vs_steps"],
+        tables=["snn_weight_shapes", "snn_forward", "snn_forward_steps", "snn_engines", "snn_spiking_forms"],
+        figures=["snn_accuracy_vs_steps", "snn_spike_raster", "snn_engines_accuracy_vs_steps", "snn_forward_steps"],
         # both engines; ONNX Runtime's process loads no framework; its predictions are NengoDL's (the smoke network,
         # trained on 600 images, has near-ties between classes: 2 % may differ by one spike's worth)
-        other_tables={"snn_engines": lambda t: set(t.engine) == {"nengo-dl", "onnxruntime-spiking"}
+        other_tables={"snn_forward_steps": lambda t: (t.groupby("layer_synapse_s").path.apply(set)
+                                                      == {"converter", "onnxlab"}).all()
+                      and t.filter(regex=r"^accuracy_\d+_steps$").apply(lambda c: c.between(0, 1)).all().all()
+                      and "steps_within_1pt_of_keras" in t,
+                      "snn_engines": lambda t: set(t.engine) == {"nengo-dl", "onnxruntime-spiking"}
                       and (t.identical_predictions >= 0.98).all() and (t.installed_mib > 0).all()
                       and t.set_index("engine").frameworks_loaded["onnxruntime-spiking"] == "—"
                       and t.set_index("engine").size_vs_nengodl["onnxruntime-spiking"] > 1,

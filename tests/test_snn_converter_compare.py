@@ -78,3 +78,34 @@ def test_evaluation_seconds_by_neuron_times_every_case(residual_bn):
     _, onnx_model, x = residual_bn
     seconds = evaluation_seconds_by_neuron(onnx_model, x[:3], n_steps=5, minibatch_size=3)
     assert list(seconds) == list(NEURON_TIME_CASES) and all(s > 0 for s in seconds.values())
+
+
+def test_accuracy_by_step_reads_both_paths_at_every_step(residual_bn):
+    from onnxlab.snn.converter_compare import accuracy_by_step, filtered_scores, filtered_scores_by_step
+
+    model, onnx_model, x = residual_bn
+    y = model.predict(x, verbose=0).argmax(-1)  # the Keras classes: a long simulation should approach them
+    acc = accuracy_by_step(model, onnx_model, x, y, Mode(True, 100.0, 0.005), n_steps=80, minibatch_size=3,
+                           seeds=(0, 1))
+    assert set(acc) == {"converter", "onnxlab"}
+    for per_step in acc.values():
+        assert per_step.shape == (2, 80) and ((per_step >= 0) & (per_step <= 1)).all()
+        assert (per_step[:, 0] == np.mean(y == 0)).all()  # step 1: the output lowpass still reads 0, class 0
+        assert per_step[:, -1].min() >= 0.5  # 80 steps: most images reach the Keras class
+    # the last step of the per-step reading is what filtered_scores reads
+    out = np.random.default_rng(0).uniform(0, 1, (4, 12, 10))
+    np.testing.assert_array_equal(filtered_scores_by_step(out)[:, -1], filtered_scores(out, spiking=True))
+    with pytest.raises(InvalidArgument, match="needs a spiking mode"):
+        accuracy_by_step(model, onnx_model, x, y, Mode(False), n_steps=2, minibatch_size=3)
+
+
+@pytest.mark.parametrize("per_step, target, expected", [
+    ([0.5, 0.9, 0.95, 0.99], 0.9, 2),       # reached at step 2 and kept
+    ([0.5, 0.95, 0.85, 0.92, 0.96], 0.9, 4),  # reached at 2, lost at 3: counts from step 4
+    ([0.95, 0.96], 0.9, 1),                  # from the first step
+    ([0.5, 0.95, 0.85], 0.9, None),          # below at the end: never
+])
+def test_steps_to_reach_counts_from_where_accuracy_stays_above(per_step, target, expected):
+    from onnxlab.snn.converter_compare import steps_to_reach
+
+    assert steps_to_reach(np.array(per_step), target) == expected

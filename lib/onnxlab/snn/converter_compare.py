@@ -221,14 +221,19 @@ class Runner:
         self._open.close()
 
 
+def filtered_scores_by_step(outputs: np.ndarray) -> np.ndarray:
+    """Spiking outputs (N, n_steps, n_out) after the `OUTPUT_SYNAPSE` lowpass, at every step (N, n_steps, n_out)."""
+    import nengo
+
+    return nengo.Lowpass(OUTPUT_SYNAPSE).filt(outputs, axis=1, dt=DT, y0=0)
+
+
 def filtered_scores(outputs: np.ndarray, spiking: bool) -> np.ndarray:
     """Class scores (N, n_out): the last step in rate mode; spiking, the last step after an `OUTPUT_SYNAPSE`
     lowpass (what `onnxlab.snn.simulate` reads from a file's filtered probe)."""
     if not spiking:
         return outputs[:, -1]
-    import nengo
-
-    return nengo.Lowpass(OUTPUT_SYNAPSE).filt(outputs, axis=1, dt=DT, y0=0)[:, -1]
+    return filtered_scores_by_step(outputs)[:, -1]
 
 
 def timed_pair(runners: dict[str, Runner], x: np.ndarray, repeats: int) -> dict[str, float]:
@@ -307,6 +312,52 @@ def compare_model(keras_model: Any, onnx_model: Any, x: np.ndarray, y: np.ndarra
             progress(f"{mode.label}: converter {row['converter_accuracy']:.3f}, onnxlab {row['onnxlab_accuracy']:.3f} "
                      f"(mean of {len(accuracies['onnxlab'])} seed(s))")
     return rows
+
+
+def accuracy_by_step(keras_model: Any, onnx_model: Any, x: np.ndarray, y: np.ndarray, mode: Mode, *, n_steps: int,
+                     minibatch_size: int, seeds: Iterable[int] = (0,)) -> dict[str, np.ndarray]:
+    """Spiking accuracy of both paths after every step of a simulation ``n_steps`` long.
+
+    Parameters
+    ----------
+    keras_model, onnx_model
+        The trained Keras model and its `to_onnx` conversion (as `compare_model`).
+    x, y
+        Test images (N, 28, 28, 1) and labels (N,).
+    mode
+        A spiking `Mode` (scale, layer synapse).
+    seeds
+        Ensemble seeds (each draws the neurons' initial voltages); one row per seed.
+
+    Returns
+    -------
+    dict
+        ``"converter"`` and ``"onnxlab"`` -> accuracy of shape (len(seeds), n_steps): the class read from the
+        `OUTPUT_SYNAPSE`-filtered output at each step, both paths under `simulate`'s settings.
+    """
+    if not mode.spiking:
+        raise InvalidArgument(f"accuracy_by_step needs a spiking mode, got {mode.label!r}")
+    accuracies: dict[str, list[np.ndarray]] = {"converter": [], "onnxlab": []}
+    for seed in seeds:
+        built = {"converter": build_converter(keras_model, mode, seed), "onnxlab": build_onnxlab(onnx_model, mode, seed)}
+        for name, b in built.items():
+            runner = Runner(b, "simulate", minibatch_size, n_steps)
+            try:
+                scores = filtered_scores_by_step(runner.run(x)[0])
+            finally:
+                runner.close()
+            accuracies[name].append((scores.argmax(-1) == np.asarray(y)[:, None]).mean(0))
+    return {name: np.array(rows) for name, rows in accuracies.items()}
+
+
+def steps_to_reach(per_step: np.ndarray, target: float) -> int | None:
+    """The first step count (1-based) from which ``per_step`` accuracy stays at or above ``target`` to the end of
+    the simulation; None if the last step is below it."""
+    per_step = np.asarray(per_step)
+    below = np.nonzero(per_step < target)[0]
+    if not len(below):
+        return 1
+    return None if below[-1] == len(per_step) - 1 else int(below[-1]) + 2
 
 
 def _matched_difference(keras_model: Any, onnx_model: Any, mode: Mode, x: np.ndarray, steps: int) -> float:
