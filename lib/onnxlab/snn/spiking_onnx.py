@@ -4,7 +4,10 @@
 presents each input for ``n_steps`` steps of ``dt`` seconds and simulates the network as ``nengo.Simulator``
 does: an ONNX ``Loop`` whose body is the model's graph with every neuron op replaced by its step
 (`onnxlab.snn.neurons.NeuronOp.step`, Nengo's own discretisation in float32), carrying each neuron layer's
-state (LIF: voltage and refractory time) and the output probe's lowpass filter from one step to the next.
+state (LIF: voltage and refractory time) and the output probe's lowpass filter from one step to the next. A file's
+``layer_synapse`` (`onnxlab.snn.Simulation`) is a lowpass on each neuron layer's output, read by the next layers as
+it stood after the previous step: Nengo filters each connection out of the layer after its weights, which is the
+same linear map applied in the other order (float32 rounding apart), with the same one-step lag.
 
 Outputs, for each model output ``y`` (a final Softmax is dropped, as `to_nengo` drops it — Nengo outputs logits):
 
@@ -173,8 +176,8 @@ def to_spiking_onnx(model: onnx.ModelProto | str | os.PathLike, *, n_steps: int 
     Raises
     ------
     SNNError
-        For a model without neuron ops, a neuron type without an exact step (Izhikevich), a layer synapse
-        (not compiled yet), an unknown ``record`` name, an opset below `MIN_OPSET`, or unknown shapes.
+        For a model without neuron ops, a neuron type without an exact step (Izhikevich), an unknown ``record``
+        name, an opset below `MIN_OPSET`, or unknown shapes.
     """
     model = as_model(model)
     what = model.graph.name or "model"
@@ -186,9 +189,6 @@ def to_spiking_onnx(model: onnx.ModelProto | str | os.PathLike, *, n_steps: int 
     if opset < MIN_OPSET:
         raise SNNError(f"{what}: ai.onnx opset {opset}; the spiking loop needs >= {MIN_OPSET} "
                        "(convert it first: onnx.version_converter)")
-    if settings.layer_synapse is not None:
-        raise SNNError(f"{what}: a layer synapse ({settings.layer_synapse} s) is not compiled to ONNX yet; "
-                       "simulate it with NengoDL")
     if len(model.graph.input) - len({t.name for t in model.graph.initializer} & {i.name for i in model.graph.input}) != 1:
         raise SNNError(f"{what}: the spiking loop takes exactly one input")
     neurons = [n for n in model.graph.node if n.domain == ONNX_SNN_DOMAIN]
@@ -222,7 +222,16 @@ def to_spiking_onnx(model: onnx.ModelProto | str | os.PathLike, *, n_steps: int 
     if time_varying_input:  # this step's slice of the (N, T, ...) input
         body_nodes.append(helper.make_node("Gather", [x_info.name, "iteration"], [rename[x_info.name]], axis=1))
     state_inputs, state_outputs, initial_states = [], [], []
-    spikes = {}
+    spikes, raw_of = {}, {}  # recorded layers; a filtered neuron output -> its raw spikes
+    layer_a, layer_b = _lowpass(settings.layer_synapse, dt)
+
+    def carried(name: str, dims: list[int], start: np.ndarray | None = None) -> tuple[str, str]:
+        """A tensor carried from step to step: its name in this step (input) and the name to give the next (output)."""
+        state_inputs.append(helper.make_tensor_value_info(f"{name}/in", TensorProto.FLOAT, None))
+        state_outputs.append(helper.make_tensor_value_info(f"{name}/out", TensorProto.FLOAT, None))
+        initial_states.append((dims, start))
+        return f"{name}/in", f"{name}/out"
+
     for index, node in enumerate(nodes):
         if node.domain != ONNX_SNN_DOMAIN:
             copy = onnx.NodeProto()
@@ -239,26 +248,31 @@ def to_spiking_onnx(model: onnx.ModelProto | str | os.PathLike, *, n_steps: int 
         body = StepBody(f"{BODY_PREFIX}/{label}", {**op.attributes, **params}, body_nodes, opset)
         x, gain, bias = (body_name(i) for i in node.input)
         current = body.op("Add", body.op("Mul", x, gain), bias)
-        state = {}
+        state, state_out = {}, {}
         for var in op.state:
-            state[var] = f"{BODY_PREFIX}/{label}/{var}/in"
-            state_inputs.append(helper.make_tensor_value_info(state[var], TensorProto.FLOAT, None))
             start = seeded.get(node.name, {}).get(var)
-            initial_states.append((dims, None if start is None else start.reshape(1, *dims)))
+            state[var], state_out[var] = carried(f"{BODY_PREFIX}/{label}/{var}", dims,
+                                                 None if start is None else start.reshape(1, *dims))
         output, new_state = op.step(body, current, state, dt)
         for var in op.state:
-            name = f"{BODY_PREFIX}/{label}/{var}/out"
-            body_nodes.append(helper.make_node("Identity", [new_state[var]], [name]))
-            state_outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
-        body_nodes.append(helper.make_node("Identity", [output], [body_name(node.output[0])]))
+            body_nodes.append(helper.make_node("Identity", [new_state[var]], [state_out[var]]))
+        consumers_read = body_name(node.output[0])
+        if settings.layer_synapse is None:
+            body_nodes.append(helper.make_node("Identity", [output], [consumers_read]))
+        else:  # Nengo's connection lowpass: the next layers read it as it stood after the previous step
+            previous, updated = carried(f"{BODY_PREFIX}/{label}/layer_synapse", dims)
+            body_nodes += [helper.make_node("Identity", [previous], [consumers_read]), helper.make_node(
+                "Identity", [body.op("Add", body.op("Mul", body.const(layer_a), previous),
+                                     body.op("Mul", body.const(layer_b), output))], [updated])]
+            raw_of[consumers_read] = output
         if label in record:
-            spikes[label] = (body_name(node.output[0]), dims)
+            spikes[label] = (raw_of.get(consumers_read, consumers_read), dims)
 
     # ----- the output probes: Nengo's filtered probe sees the raw output of the previous step
     a, b = _lowpass(synapse, dt)
     filter_inputs, filter_outputs, scan_outputs = [], [], []
     for name in outputs:
-        raw = body_name(outputs[name])
+        raw = raw_of.get(body_name(outputs[name]), body_name(outputs[name]))  # a neuron layer probed directly: unfiltered
         if synapse is None:
             scan_outputs.append(raw)
             continue
@@ -332,7 +346,8 @@ def to_spiking_onnx(model: onnx.ModelProto | str | os.PathLike, *, n_steps: int 
                                  producer_name="onnxlab.to_spiking_onnx")
     compiled.ir_version = model.ir_version
     compiled.doc_string = "\n".join([f"Spiking simulation of {what} over {n_steps} steps of {dt} s (onnxlab)", *notes])
-    Simulation(dt=dt, n_steps=n_steps, synapse=synapse, seed=settings.seed).write(compiled)
+    Simulation(dt=dt, n_steps=n_steps, synapse=synapse, seed=settings.seed,
+               layer_synapse=settings.layer_synapse).write(compiled)
     return unroll(compiled) if form == "unrolled" else compiled
 
 
