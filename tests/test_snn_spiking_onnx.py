@@ -346,13 +346,15 @@ def test_files_other_producers_wrote_spike_as_nengo_does(make, shape):
     assert sum(int((ours[n + SPIKES_SUFFIX] > 0).sum()) for n in layers) > 20
 
 
-@pytest.mark.parametrize("net,time_varying", [("conv-branching", False), ("dense", True)])
-def test_the_unrolled_form_computes_exactly_what_the_loop_does(net, time_varying):
+@pytest.mark.parametrize("net,time_varying,layer_synapse", [("conv-branching", False, None), ("dense", True, None),
+                                                            ("conv-branching", False, 0.003)])
+def test_the_unrolled_form_computes_exactly_what_the_loop_does(net, time_varying, layer_synapse):
     from onnxlab.snn.spiking_onnx import SpikingRunner
 
     make, shape = NETS[net]
     n_steps = 7
-    snn = to_snn(make(), "LIF", simulation=Simulation(n_steps=n_steps, synapse=0.01), **NEURON_SETTINGS["LIF"])
+    snn = to_snn(make(), "LIF", simulation=Simulation(n_steps=n_steps, synapse=0.01, layer_synapse=layer_synapse),
+                 **NEURON_SETTINGS["LIF"])
     layers = _neuron_names(snn)
     x = np.random.default_rng(9).uniform(-1, 1, (5, *((n_steps,) if time_varying else ()), *shape)).astype(np.float32)
     options = dict(record=layers, time_varying_input=time_varying)
