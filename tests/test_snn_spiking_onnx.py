@@ -311,6 +311,11 @@ def test_the_command_line_compiles_a_file_and_names_bad_input(tmp_path, capsys):
     assert "Loop" not in {n.op_type for n in onnx.load(str(target)).graph.node}
     assert cli(["to-spiking-onnx", str(source), str(target), "--record", "nope"]) == 1
     assert capsys.readouterr().err.startswith("error: mlp: record names no neuron node: nope")
+    legacy = tmp_path / "legacy.onnx"  # the original tool's file is upgraded in memory, as `onnxlab run` does
+    onnx.save(onnx_models.legacy_lenet1(), str(legacy))
+    assert cli(["to-spiking-onnx", str(legacy), str(target), "--n-steps", "4"]) == 0
+    assert "legacy ONNX-SNN file upgraded in memory: node" in capsys.readouterr().out
+    onnx.checker.check_model(onnx.load(str(target)), full_check=True)
 
 
 def test_onnxlab_run_takes_the_engine_on_the_command_line(tmp_path, capsys):

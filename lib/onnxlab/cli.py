@@ -92,11 +92,16 @@ def _add_to_snn(parser: argparse.ArgumentParser) -> None:
 
 
 def _to_spiking_onnx(args: argparse.Namespace) -> int:
-    from onnxlab.formats import save_model
-    from onnxlab.snn import to_spiking_onnx
+    from onnxlab.formats import load_model, save_model
+    from onnxlab.snn import is_legacy, to_spiking_onnx, upgrade
 
+    model = load_model(args.model, check=False)  # checked after any upgrade, by to_spiking_onnx
+    if is_legacy(model):  # as `onnxlab run --engine onnxruntime-spiking` does
+        model, changes = upgrade(model)
+        for change in changes:
+            print(f"legacy ONNX-SNN file upgraded in memory: {change}")
     synapse = "file" if args.synapse is None else (None if args.synapse < 0 else args.synapse)
-    compiled = to_spiking_onnx(args.model, n_steps=args.n_steps, dt=args.dt, synapse=synapse, record=args.record,
+    compiled = to_spiking_onnx(model, n_steps=args.n_steps, dt=args.dt, synapse=synapse, record=args.record,
                                initial_state=args.initial_state, time_varying_input=args.time_varying_input,
                                form=args.form)
     save_model(compiled, args.output)
