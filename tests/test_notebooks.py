@@ -37,7 +37,8 @@ CONTRACTS = {
         invariant=lambda t: (t.max_weight_abs_diff == 0).all() and (t.identical_predictions == 1).all()
         and (t.accuracy_before == t.accuracy_after).all() and (t.training_seeds == 2).all()
         and (t.accuracy_seed_min <= t.accuracy_before).all() and (t.accuracy_before <= t.accuracy_seed_max).all(),
-        tables=["snn_weight_shapes", "snn_forward", "snn_forward_steps", "snn_engines", "snn_spiking_forms"],
+        tables=["snn_weight_shapes", "snn_forward", "snn_forward_steps", "snn_engines", "snn_evaluation_speed",
+                "snn_spiking_forms"],
         figures=["snn_accuracy_vs_steps", "snn_spike_raster", "snn_engines_accuracy_vs_steps", "snn_forward_steps"],
         # both engines; ONNX Runtime's process loads no framework; its predictions are NengoDL's (the smoke network,
         # trained on 600 images, has near-ties between classes: 2 % may differ by one spike's worth)
@@ -45,6 +46,9 @@ CONTRACTS = {
                                                       == {"converter", "onnxlab"}).all()
                       and t.filter(regex=r"^accuracy_\d+_steps$").apply(lambda c: c.between(0, 1)).all().all()
                       and "steps_within_1pt_of_keras" in t,
+                      # the same network three ways (NengoDL before and after bias folding, ONNX Runtime)
+                      "snn_evaluation_speed": lambda t: len(t) == 3 and (t.identical_predictions_vs_unfolded >= 0.98).all()
+                      and (t.images_per_s > 0).all(),
                       "snn_engines": lambda t: set(t.engine) == {"nengo-dl", "onnxruntime-spiking"}
                       and (t.identical_predictions >= 0.98).all() and (t.installed_mib > 0).all()
                       and t.set_index("engine").frameworks_loaded["onnxruntime-spiking"] == "—"
