@@ -54,3 +54,27 @@ def test_keras_weights_reach_nengo_and_onnxruntime_unchanged():
     np.testing.assert_allclose(run_single(ort_session(snn), x)[0], expected, rtol=1e-4, atol=1e-5)
     (nengo_out,) = simulate(to_nengo(snn, rate=True), x, n_steps=1).values()
     np.testing.assert_allclose(nengo_out[:, -1], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_training_noise_acts_in_fit_only():
+    """Noise while Keras trains (the loss of a model whose rates are pure noise around a constant is large), none in
+    predict, so the exported network is the noiseless one."""
+    from keras import Sequential, layers
+
+    from onnxlab.errors import InvalidArgument
+
+    quiet = lif_rate_activation(**LIF, sigma=None)
+    noisy = lif_rate_activation(**LIF, sigma=None, training_noise=0.5)
+    x = np.full((256, 1), 1.0, np.float32)
+    losses = {}
+    for name, curve in (("quiet", quiet), ("noisy", noisy)):
+        model = Sequential([layers.Input((1,)), layers.Dense(1, activation=curve, kernel_initializer="ones",
+                                                             bias_initializer="zeros")])
+        model.compile("sgd", "mse")
+        target = model.predict(x, verbose=0)
+        np.testing.assert_allclose(target, quiet(x).numpy(), rtol=1e-6)  # predict: no noise
+        model.optimizer.learning_rate.assign(0.0)  # measure the training loss without moving the weights
+        losses[name] = model.fit(x, target, epochs=1, batch_size=256, verbose=0).history["loss"][0]
+    assert losses["quiet"] < 1e-10 and 0.2 < losses["noisy"] < 0.3  # variance of the noise: 0.25
+    with pytest.raises(InvalidArgument, match="training_noise must be >= 0"):
+        lif_rate_activation(training_noise=-1.0)

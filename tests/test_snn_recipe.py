@@ -116,3 +116,12 @@ def test_train_keras_classifier_shift_augmentation_changes_what_is_learned(mnist
     assert max(np.abs(a - b).max() for a, b in zip(plain.get_weights(), shifted.get_weights())) > 1e-3
     with pytest.raises(InvalidArgument, match="shift_pixels must be >= 0, got -1"):
         train_keras_classifier(plain, x, y, epochs=1, shift_pixels=-1)
+
+
+def test_a_later_setting_at_its_earlier_value_leaves_the_cache_key_as_it_was():
+    from onnxlab.snn.recipe import LATER_SETTINGS
+
+    plain = SpikingRecipe()
+    assert set(plain.settings) - set(plain.key_settings) == set(LATER_SETTINGS)
+    noisy = plain.replace(keras_training_noise=0.1)
+    assert noisy.key_settings["keras_training_noise"] == 0.1 and noisy.key_settings != plain.key_settings

@@ -98,7 +98,7 @@ class TableSettings:
         """The settings a cell of this row depends on (its cache key, and what its table row records)."""
         if activation.spiking_pipeline:
             recipe = self.recipe.replace(neuron=activation.neuron)
-            return {"recipe": recipe.settings, "n_steps": self.n_steps, "dt": self.dt, "synapse": self.synapse}
+            return {"recipe": recipe.key_settings, "n_steps": self.n_steps, "dt": self.dt, "synapse": self.synapse}
         return {k: getattr(self, k) for k in ("keras_epochs", "keras_learning_rate", "keras_batch_size",
                                               "keras_optimizer", "keras_schedule")} | {"seed": self.recipe.seed}
 

@@ -24,7 +24,7 @@ def lif_gain_bias(max_rate: float, intercept: float, *, tau_rc: float = 0.02,
 
 def lif_rate_activation(*, amplitude: float = 1.0, max_rate: float = 200.0, intercept: float = 0.0,
                         tau_rc: float = 0.02, tau_ref: float = 0.002,
-                        sigma: float | None = 0.01) -> Callable[[Any], Any]:
+                        sigma: float | None = 0.01, training_noise: float = 0.0) -> Callable[[Any], Any]:
     """Keras activation ``x -> amplitude * rate(gain * x + bias)``, the rate of Nengo's LIF neuron.
 
     Parameters
@@ -35,6 +35,10 @@ def lif_rate_activation(*, amplitude: float = 1.0, max_rate: float = 200.0, inte
     sigma
         Smoothing of the curve at the firing threshold, as NengoDL's SoftLIFRate (``lif_smoothing``);
         None for the exact LIFRate curve, whose slope is infinite at the threshold.
+    training_noise
+        Standard deviation (output units: amplitude x spikes/s) of Gaussian noise added to the rate while Keras
+        trains (``fit``; never in ``predict``): the noise training of Hunsberger & Eliasmith (2015), which stands
+        for the variability of a spike train read over a short window, so the trained weights tolerate it.
 
     Returns
     -------
@@ -44,8 +48,18 @@ def lif_rate_activation(*, amplitude: float = 1.0, max_rate: float = 200.0, inte
     import tensorflow as tf
 
     gain, bias = lif_gain_bias(max_rate, intercept, tau_rc=tau_rc, tau_ref=tau_ref)
+    if training_noise < 0:
+        from onnxlab.errors import InvalidArgument
+
+        raise InvalidArgument(f"training_noise must be >= 0, got {training_noise}")
 
     def lif_rate(x):
+        rate = _rate(x)
+        if training_noise and _training():
+            rate = rate + tf.random.normal(tf.shape(rate), stddev=training_noise, dtype=rate.dtype)
+        return rate
+
+    def _rate(x):
         j = gain * x + (bias - 1.0)  # input current above the firing threshold
         if sigma is None:
             safe = tf.where(j > 0, j, tf.ones_like(j))
@@ -58,6 +72,13 @@ def lif_rate_activation(*, amplitude: float = 1.0, max_rate: float = 200.0, inte
         return amplitude / (tau_ref + tau_rc * q)
 
     return lif_rate
+
+
+def _training() -> bool:
+    """True while Keras calls a layer in training mode (``fit``): the flag Keras passes the layer's ``call``."""
+    from keras.engine.base_layer_utils import call_context
+
+    return call_context().training is True
 
 
 def with_relu_placeholders(model: Any, activation: Callable[[Any], Any]) -> Any:

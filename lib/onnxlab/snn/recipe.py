@@ -35,6 +35,10 @@ from onnxlab.snn.to_nengo import NengoModel
 #: smoothed with ``lif_smoothing`` (NengoDL's SoftLIFRate); SoftLIFRate is that smoothed curve as a rate neuron.
 RECIPE_NEURONS = {"LIF": True, "SoftLIFRate": False}
 
+#: Settings added after results were cached, each with the value that gives the recipe as it was before: left out of
+#: `SpikingRecipe.key_settings` while they hold it, so earlier cache entries (`onnxlab.cache`) stay valid.
+LATER_SETTINGS = {"keras_training_noise": 0.0}
+
 #: Images per ONNX Runtime / Keras prediction batch.
 PREDICT_BATCH = 500
 
@@ -54,6 +58,9 @@ class SpikingRecipe:
         Keras pre-training with the neuron's rate curve as activation (Adam; ``keras_schedule`` a name in
         `onnxlab.training.schedules`; images randomly shifted by up to ``keras_shift_pixels``, see
         `onnxlab.zoo.train_keras_classifier`); 0 epochs: NengoDL trains from the Keras network's initial weights.
+    keras_training_noise
+        Gaussian noise (standard deviation, amplitude x spikes/s) added to every rate during Keras pre-training
+        (`onnxlab.snn.keras_rates.lif_rate_activation`'s ``training_noise``); 0: none.
     epochs, minibatch_size, optimizer, learning_rate, lr_schedule
         NengoDL training (`onnxlab.snn.train.train_classifier`).
     lif_smoothing
@@ -74,6 +81,7 @@ class SpikingRecipe:
     keras_batch_size: int = 128
     keras_schedule: str = "constant"
     keras_shift_pixels: float = 0.0
+    keras_training_noise: float = 0.0
     epochs: int = 1
     minibatch_size: int = 200
     optimizer: str = "rmsprop"
@@ -103,6 +111,11 @@ class SpikingRecipe:
         """The settings as a plain dict (for a table's JSON and a cache key)."""
         return dataclasses.asdict(self)
 
+    @property
+    def key_settings(self) -> dict[str, Any]:
+        """`settings` without the `LATER_SETTINGS` that hold their earlier value (for a cache key)."""
+        return {k: v for k, v in self.settings.items() if k not in LATER_SETTINGS or v != LATER_SETTINGS[k]}
+
     def replace(self, **changes: Any) -> "SpikingRecipe":
         """A copy with ``changes`` applied."""
         return dataclasses.replace(self, **changes)
@@ -119,7 +132,7 @@ class SpikingRecipe:
         from onnxlab.snn.keras_rates import lif_rate_activation
 
         return lif_rate_activation(amplitude=self.amplitude, max_rate=self.max_rate, intercept=self.intercept,
-                                   sigma=self.lif_smoothing)
+                                   sigma=self.lif_smoothing, training_noise=self.keras_training_noise)
 
 
 @dataclass
