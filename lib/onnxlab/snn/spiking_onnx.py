@@ -133,6 +133,11 @@ def _lowpass(tau: float | None, dt: float) -> tuple[float, float]:
     return a, 1.0 - a
 
 
+def _lowpass_step(body: StepBody, a: float, b: float, state: str, value: str) -> str:
+    """One step of `_lowpass`'s filter in the loop body: a * state + b * value."""
+    return body.op("Add", body.op("Mul", body.const(a), state), body.op("Mul", body.const(b), value))
+
+
 def to_spiking_onnx(model: onnx.ModelProto | str | os.PathLike, *, n_steps: int | None = None,
                     dt: float | None = None, synapse: float | None | str = "file",
                     record: Sequence[str] = (), max_pool: str = "average",
@@ -261,9 +266,9 @@ def to_spiking_onnx(model: onnx.ModelProto | str | os.PathLike, *, n_steps: int 
             body_nodes.append(helper.make_node("Identity", [output], [consumers_read]))
         else:  # Nengo's connection lowpass: the next layers read it as it stood after the previous step
             previous, updated = carried(f"{BODY_PREFIX}/{label}/layer_synapse", dims)
-            body_nodes += [helper.make_node("Identity", [previous], [consumers_read]), helper.make_node(
-                "Identity", [body.op("Add", body.op("Mul", body.const(layer_a), previous),
-                                     body.op("Mul", body.const(layer_b), output))], [updated])]
+            body_nodes.append(helper.make_node("Identity", [previous], [consumers_read]))
+            body_nodes.append(helper.make_node("Identity", [_lowpass_step(body, layer_a, layer_b, previous, output)],
+                                               [updated]))
             raw_of[consumers_read] = output
         if label in record:
             spikes[label] = (raw_of.get(consumers_read, consumers_read), dims)
@@ -279,7 +284,7 @@ def to_spiking_onnx(model: onnx.ModelProto | str | os.PathLike, *, n_steps: int 
         filt_in, prev_in = f"{BODY_PREFIX}/{name}/filter/in", f"{BODY_PREFIX}/{name}/previous/in"
         filt_out, prev_out = f"{BODY_PREFIX}/{name}/filter/out", f"{BODY_PREFIX}/{name}/previous/out"
         fb = StepBody(f"{BODY_PREFIX}/{name}/filter", {}, body_nodes, opset)
-        filtered = fb.op("Add", fb.op("Mul", fb.const(a), filt_in), fb.op("Mul", fb.const(b), prev_in))
+        filtered = _lowpass_step(fb, a, b, filt_in, prev_in)
         body_nodes += [helper.make_node("Identity", [filtered], [filt_out]),
                        helper.make_node("Identity", [raw], [prev_out])]
         filter_inputs += [filt_in, prev_in]
