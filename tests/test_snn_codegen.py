@@ -19,8 +19,10 @@ RNG = np.random.default_rng(11)
 
 
 def _structure(network):
-    return ([type(c.transform).__name__ for c in network.all_connections],
-            [(e.n_neurons, type(e.neuron_type).__name__, e.seed) for e in network.all_ensembles],
+    """Object types, sizes, seeds, and which objects NengoDL may train."""
+    return ([(type(c.transform).__name__, network.config[c].trainable) for c in network.all_connections],
+            [(e.n_neurons, type(e.neuron_type).__name__, e.seed, network.config[e].trainable)
+             for e in network.all_ensembles],
             [n.size_in for n in network.all_nodes])
 
 

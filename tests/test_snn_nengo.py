@@ -163,6 +163,11 @@ def test_only_onnx_weights_are_trainable_in_nengo_dl():
         trainable.setdefault(kind, set()).add(built.network.config[conn].trainable is not False)  # None: default
     assert trainable["Convolution"] == {True} and trainable["Dense"] == {True}
     assert trainable["Sparse"] == {False} and trainable["bias"] == {False} and trainable["NoTransform"] == {False}
+    # the ensembles' biases (which hold the folded ONNX biases) are fixed unless asked for
+    assert {built.network.config[e].trainable for e in built.network.all_ensembles} == {False}
+    trainable_build = to_nengo(to_snn(branching(), "LIF", max_rates=100, intercepts=0), trainable_ensembles=True)
+    assert {trainable_build.network.config[e].trainable is not False  # None: the default, trainable
+            for e in trainable_build.network.all_ensembles} == {True}
 
 
 def test_simulate_leaves_the_network_trainable():

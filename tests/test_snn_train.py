@@ -35,6 +35,21 @@ def test_training_learns_and_keeps_the_weights(optimizer, schedule):
     assert _accuracy(model, x, y) >= max(0.85, untrained + 0.3)
 
 
+@pytest.mark.parametrize("train_biases", [True, False])
+def test_ensemble_biases_train_only_when_asked(train_biases):
+    """to_nengo leaves the ensembles fixed; train_classifier trains their biases (by default) and leaves them
+    fixed again afterwards."""
+    from onnxlab.snn.train import train_classifier
+
+    model = to_nengo(to_snn(mlp((6, 32, 4)), "RectifiedLinear"))
+    (ensemble,) = model.ensembles.values()
+    before = np.array(ensemble.bias, copy=True)
+    x, y = _task(200)
+    train_classifier(model, x, y, epochs=2, minibatch_size=50, learning_rate=0.02, train_biases=train_biases)
+    assert model.network.config[ensemble].trainable is False
+    assert np.array_equal(ensemble.bias, before) != train_biases
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(optimizer="adagrad"), "unknown optimizer 'adagrad'; known: adam, rmsprop, sgd"),
     (dict(schedule="step"), "unknown schedule 'step'; known: constant, cosine"),

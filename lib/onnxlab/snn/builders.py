@@ -94,10 +94,13 @@ class Builder:
     """State shared by the op builders while a network is described."""
 
     def __init__(self, model: onnx.ModelProto, weights: dict[str, np.ndarray], *, opset: int, rate: bool,
-                 max_pool: str, seed: int = 0, layer_synapse: float | None = None, fold_biases: bool = True):
+                 max_pool: str, seed: int = 0, layer_synapse: float | None = None, fold_biases: bool = True,
+                 trainable_ensembles: bool = False):
         self.model = model
         #: fold constant inputs of neuron layers into the ensembles' biases (`build_neuron`)
         self.fold_biases = fold_biases
+        #: let NengoDL train the ensembles' biases (False: marked fixed, only ONNX weights train)
+        self.trainable_ensembles = trainable_ensembles
         #: lowpass time constant (s) of every connection out of a neuron layer (None: instantaneous)
         self.layer_synapse = layer_synapse
         self.opset = opset
@@ -849,7 +852,8 @@ def build_neuron(b: Builder, node: onnx.NodeProto) -> None:
         src = Tensor(None, src.shape, [t for t in src.terms if t.pre is not None], src.label)
     ensemble = b.net.assign("ens", Call.of(
         "nengo.Ensemble", src.size, 1, neuron_type=Call.of(op.nengo_path, **params),
-        gain=Call.of("broadcast_neurons", Weight(gain_name), src.shape), bias=bias, label=label, seed=seed))
+        gain=Call.of("broadcast_neurons", Weight(gain_name), src.shape), bias=bias, label=label, seed=seed),
+        trainable=b.trainable_ensembles)
     b.feed(src, ensemble.neurons())
     b.ensembles[label] = ensemble
     b.tensors[node.output[0]] = Tensor(ensemble.neurons(), src.shape, label=label)

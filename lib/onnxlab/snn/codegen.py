@@ -48,10 +48,11 @@ W = load_weights(ONNX_FILE)  # every weight in the file (and its external data),
 with nengo.Network(label={name!r}) as net:
     nengo_dl.configure_settings(trainable=None)
 
-    def fixed(conn):
-        """Structural and bias connections are not trained by NengoDL; only ONNX weights are."""
-        net.config[conn].trainable = False
-        return conn
+    def fixed(obj):
+        """Structural and bias connections, and ensembles (their biases), are not trained by NengoDL;
+        only ONNX weights are."""
+        net.config[obj].trainable = False
+        return obj
 
 {body}
 

@@ -141,10 +141,11 @@ class Environment:
 
 @dataclass(frozen=True)
 class Assign:
-    """``var = value``."""
+    """``var = value``; an object NengoDL could train (an ensemble) is ``trainable`` or fixed."""
 
     var: str
     value: Call
+    trainable: bool = True
 
 
 @dataclass(frozen=True)
@@ -173,11 +174,12 @@ class NetworkDescription:
     filtered_outputs: dict[str, Var] = field(default_factory=dict)
     _counts: dict[str, int] = field(default_factory=dict)
 
-    def assign(self, prefix: str, value: Call) -> Var:
-        """Append ``<prefix><n> = value`` with the next free number; return its Var."""
+    def assign(self, prefix: str, value: Call, *, trainable: bool = True) -> Var:
+        """Append ``<prefix><n> = value`` with the next free number; return its Var. ``trainable=False`` marks
+        the object fixed in NengoDL (for ensembles: their biases)."""
         n = self._counts.get(prefix, 0)
         self._counts[prefix] = n + 1
-        self.statements.append(Assign(f"{prefix}{n}", value))
+        self.statements.append(Assign(f"{prefix}{n}", value, trainable))
         return Var(f"{prefix}{n}")
 
     def connect(self, pre: Var, post: Var, transform: Any = None, *, trainable: bool = False,
@@ -211,10 +213,12 @@ class NetworkDescription:
 
         env = Environment(weights)
         with nengo.Network(label=self.label) as network:
-            nengo_dl.configure_settings(trainable=None)  # lets connections be marked fixed
+            nengo_dl.configure_settings(trainable=None)  # lets ensembles and connections be marked fixed
             for statement in self.statements:
                 if isinstance(statement, Assign):
-                    env.objects[statement.var] = statement.value.evaluate(env)
+                    obj = env.objects[statement.var] = statement.value.evaluate(env)
+                    if not statement.trainable:
+                        network.config[obj].trainable = False
                     continue
                 conn = nengo.Connection(statement.pre.evaluate(env), statement.post.evaluate(env),
                                         transform=evaluate(statement.transform, env), synapse=statement.synapse)
@@ -223,11 +227,12 @@ class NetworkDescription:
         return network, env.objects
 
     def render(self) -> list[str]:
-        """The statements as Python lines (fixed connections wrapped in the script's ``fixed(...)``)."""
+        """The statements as Python lines (fixed objects wrapped in the script's ``fixed(...)``)."""
         lines = []
         for statement in self.statements:
             if isinstance(statement, Assign):
-                lines.append(f"{statement.var} = {statement.value.code()}")
+                value = statement.value.code()
+                lines.append(f"{statement.var} = {value if statement.trainable else f'fixed({value})'}")
                 continue
             args = f"{statement.pre.code()}, {statement.post.code()}"
             if statement.transform is not None:

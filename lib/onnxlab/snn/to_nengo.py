@@ -93,7 +93,8 @@ def _input_shape(value: onnx.ValueInfoProto) -> tuple[int, ...]:
 
 
 def describe(model: onnx.ModelProto | str | os.PathLike, *, rate: bool = False, max_pool: str = "average",
-             filtered_probes: bool = True, layer_synapses: bool = True, fold_biases: bool = True) -> Description:
+             filtered_probes: bool = True, layer_synapses: bool = True, fold_biases: bool = True,
+             trainable_ensembles: bool = False) -> Description:
     """Describe the Nengo network of an ONNX-SNN (or plain linear ONNX) model, without building it.
 
     Parameters are those of `to_nengo`.
@@ -112,7 +113,8 @@ def describe(model: onnx.ModelProto | str | os.PathLike, *, rate: bool = False, 
     weights = constants(source)
     simulation = Simulation.read(source)
     b = Builder(source, weights, opset=opset, rate=rate, max_pool=max_pool, seed=simulation.seed,
-                layer_synapse=simulation.layer_synapse if layer_synapses else None, fold_biases=fold_biases)
+                layer_synapse=simulation.layer_synapse if layer_synapses else None, fold_biases=fold_biases,
+                trainable_ensembles=trainable_ensembles)
     graph_outputs = [o.name for o in source.graph.output]
     input_shapes, softmax_dropped = {}, set()
     for value in source.graph.input:
@@ -170,7 +172,7 @@ def describe(model: onnx.ModelProto | str | os.PathLike, *, rate: bool = False, 
 
 def to_nengo(model: onnx.ModelProto | str | os.PathLike, *, rate: bool = False,
              max_pool: str = "average", filtered_probes: bool = True, layer_synapses: bool = True,
-             fold_biases: bool = True) -> NengoModel:
+             fold_biases: bool = True, trainable_ensembles: bool = False) -> NengoModel:
     """Build a `nengo.Network` from an ONNX-SNN (or plain linear ONNX) model.
 
     Parameters
@@ -194,6 +196,12 @@ def to_nengo(model: onnx.ModelProto | str | os.PathLike, *, rate: bool = False,
         and NengoDL no longer adds each bias through a connection from a constant node at every step. False
         builds those connections, as onnxlab did before (for comparisons). Biases that feed no neurons (the
         output layer's) always come from one constant node ``one``.
+    trainable_ensembles
+        Let NengoDL train the ensembles, i.e. their per-neuron biases (which hold the folded ONNX biases). False
+        (the default) marks them fixed, so that in NengoDL only the ONNX weights (Conv, Gemm, MatMul connections)
+        are trainable — as `nengo_dl.Converter` leaves a convolution's ensemble — and a trainable NengoDL graph
+        runs several times faster (`snn_vs_converter` measures it). `onnxlab.snn.train.train_classifier` makes
+        the ensembles trainable while it trains (``train_biases``).
 
     Raises
     ------
@@ -202,7 +210,8 @@ def to_nengo(model: onnx.ModelProto | str | os.PathLike, *, rate: bool = False,
         model's opset.
     """
     described = describe(model, rate=rate, max_pool=max_pool, filtered_probes=filtered_probes,
-                         layer_synapses=layer_synapses, fold_biases=fold_biases)
+                         layer_synapses=layer_synapses, fold_biases=fold_biases,
+                         trainable_ensembles=trainable_ensembles)
     net = described.network
     network, objects = net.realize(described.weights)
     return NengoModel(network, {k: v.evaluate_in(objects) for k, v in net.inputs.items()}, described.input_shapes,

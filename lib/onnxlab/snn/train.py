@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -65,10 +66,35 @@ class TrainingRun:
     rate_floor_weight: float = 0.0
 
 
+@contextmanager
+def trainable(network: Any, objects: Iterable[Any]) -> Iterator[None]:
+    """Mark ``objects`` (ensembles, connections of ``network``) trainable in NengoDL inside the block only."""
+    from onnxlab.reproducibility import import_nengo_dl
+
+    import nengo
+
+    objects = list(objects)
+    if not objects:
+        yield
+        return
+    if "trainable" not in network.config[nengo.Ensemble].extra_params:
+        with network:
+            import_nengo_dl().configure_settings(trainable=None)
+    before = {obj: network.config[obj].trainable for obj in objects}
+    for obj in objects:
+        network.config[obj].trainable = True
+    try:
+        yield
+    finally:
+        for obj, value in before.items():
+            network.config[obj].trainable = value
+
+
 def train_classifier(model: NengoModel, x: np.ndarray, y: np.ndarray, *, epochs: int, minibatch_size: int = 200,
                      optimizer: str = "rmsprop", learning_rate: float = 1e-3, schedule: str = "constant",
                      lif_smoothing: float | None = LIF_SMOOTHING, rate_floor_hz: float | None = None,
-                     rate_floor_weight: float = 1.0, seed: int = 0, progress: str | None = None) -> TrainingRun:
+                     rate_floor_weight: float = 1.0, train_biases: bool = True, seed: int = 0,
+                     progress: str | None = None) -> TrainingRun:
     """Train ``model`` in NengoDL on labelled samples, one simulation step per sample, and keep the weights.
 
     NengoDL trains spiking neurons through their rate approximation; the trained parameters are
@@ -94,6 +120,10 @@ def train_classifier(model: NengoModel, x: np.ndarray, y: np.ndarray, *, epochs:
         split evenly over the ensembles).
         A neuron at a few Hz is the spiking network's main error in a short simulation: in 30 ms it fires once
         or not at all. None (default) trains on the classification loss alone.
+    train_biases
+        Train the ensembles' per-neuron biases too (they hold the ONNX biases folded into them), whatever
+        `onnxlab.snn.to_nengo.to_nengo`'s ``trainable_ensembles`` left them as; afterwards the ensembles are fixed or
+        trainable as before. False trains the ONNX weights only.
     progress
         If given, print one line per epoch (loss) prefixed with it (`onnxlab.training.epoch_logger`).
 
@@ -132,6 +162,7 @@ def train_classifier(model: NengoModel, x: np.ndarray, y: np.ndarray, *, epochs:
     # unfiltered probes on every ensemble's neurons, for the penalty only (from_nengo must not see them)
     ensembles = model.ensembles.values() if rate_floor_hz is not None else ()
     with temporary_probes(model.network, {ens: ens.neurons for ens in ensembles}) as rate_probes, \
+            trainable(model.network, model.ensembles.values() if train_biases else ()), \
             dl_settings(model.network, planner=dl_planner(), stateful=False, lif_smoothing=lif_smoothing), \
             nengo_dl.Simulator(model.network, minibatch_size=minibatch_size, seed=seed, progress_bar=False) as sim:
         for ensemble, rate_probe in rate_probes.items():
