@@ -90,3 +90,16 @@ def test_rate_neuron_cell_is_one_step(data, tmp_path):
 def test_unknown_cell_is_named(network, activation, message, data, tmp_path):
     with pytest.raises(InvalidArgument, match=message):
         run_cell(network, activation, data, TINY, cache_dir=tmp_path)
+
+
+def test_layer_synapse_is_simulated_stored_and_compared(data, tmp_path):
+    """A LIF cell with a layer synapse writes it into its file, and reports the same file simulated without it."""
+    from onnxlab.snn.simulation import Simulation
+
+    settings = TableSettings(**{**TINY.__dict__, "layer_synapse": 0.002})
+    assert settings.cell_settings(ACTIVATIONS["LIF"]) != TINY.cell_settings(ACTIVATIONS["LIF"])
+    assert settings.cell_settings(ACTIVATIONS["ReLU"]) == TINY.cell_settings(ACTIVATIONS["ReLU"])
+    cell = run_cell("LeNet-1", "LIF", data, settings, cache_dir=tmp_path, progress=False)
+    assert Simulation.read(onnx.load(cell["model_path"])).layer_synapse == 0.002
+    assert 0.0 <= cell["error_rate_without_layer_synapse"] <= 1.0
+    assert cell["error_rate"] == cell["error_rate_after_roundtrip"] and cell["identical_predictions"] == 1.0

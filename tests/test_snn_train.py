@@ -50,6 +50,25 @@ def test_ensemble_biases_train_only_when_asked(train_biases):
     assert np.array_equal(ensemble.bias, before) != train_biases
 
 
+def test_layer_synapses_are_left_out_of_training_and_kept():
+    """One step per sample: the network with a layer synapse trains exactly as the one without, and keeps it."""
+    from onnxlab.snn.simulation import Simulation
+    from onnxlab.snn.train import train_classifier
+
+    x, y = _task(200)
+    onnx_model = mlp((6, 16, 4))  # the same random weights for both
+    trained = {}
+    for layer_synapse in (None, 0.005):
+        snn = to_snn(onnx_model, "LIF", max_rates=100, intercepts=0, simulation=Simulation(layer_synapse=layer_synapse))
+        model = to_nengo(snn)
+        run = train_classifier(model, x, y, epochs=2, minibatch_size=50, learning_rate=0.02, seed=3)
+        trained[layer_synapse] = (run.loss, model)
+    # kept through training, the lowpass would scale the output by dt / tau = 0.2 after one step
+    np.testing.assert_allclose(trained[0.005][0], trained[None][0], rtol=1e-5)
+    synapses = [c.synapse for c in trained[0.005][1].network.all_connections if c.synapse is not None]
+    assert len(synapses) == 1 and synapses[0].tau == 0.005
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(optimizer="adagrad"), "unknown optimizer 'adagrad'; known: adam, rmsprop, sgd"),
     (dict(schedule="step"), "unknown schedule 'step'; known: constant, cosine"),

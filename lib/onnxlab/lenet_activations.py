@@ -75,6 +75,9 @@ class TableSettings:
         Simulation steps per test image of spiking networks (dt = ``dt``).
     dt, synapse
         Simulation step (s) and output synapse (s) stored in the ONNX-SNN files.
+    layer_synapse
+        Lowpass time constant (s) on every connection out of a neuron layer in simulation (not in training,
+        `onnxlab.snn.train.without_synapses`); None: none.
     minibatch_size
         Images per NengoDL evaluation batch.
     """
@@ -88,17 +91,19 @@ class TableSettings:
     n_steps: int = 50
     dt: float = 0.001
     synapse: float = 0.1
+    layer_synapse: float | None = None
     minibatch_size: int = 200
 
     @property
     def simulation(self) -> Simulation:
-        return Simulation(dt=self.dt, n_steps=self.n_steps, synapse=self.synapse)
+        return Simulation(dt=self.dt, n_steps=self.n_steps, synapse=self.synapse, layer_synapse=self.layer_synapse)
 
     def cell_settings(self, activation: Activation) -> dict[str, Any]:
         """The settings a cell of this row depends on (its cache key, and what its table row records)."""
         if activation.spiking_pipeline:
             recipe = self.recipe.replace(neuron=activation.neuron)
-            return {"recipe": recipe.key_settings, "n_steps": self.n_steps, "dt": self.dt, "synapse": self.synapse}
+            key = {"recipe": recipe.key_settings, "n_steps": self.n_steps, "dt": self.dt, "synapse": self.synapse}
+            return key | ({"layer_synapse": self.layer_synapse} if self.layer_synapse is not None else {})
         return {k: getattr(self, k) for k in ("keras_epochs", "keras_learning_rate", "keras_batch_size",
                                               "keras_optimizer", "keras_schedule")} | {"seed": self.recipe.seed}
 
@@ -157,7 +162,8 @@ def _keras_cell(network: str, activation: Activation, data: MnistArrays, setting
     ort_labels, ort_train_error = onnxruntime_errors(path, data)
     return dict(
         error_rate=_error(keras_labels, data.y_test), error_rate_onnxruntime=_error(ort_labels, data.y_test),
-        error_rate_after_roundtrip=None, identical_predictions=float(np.mean(keras_labels == ort_labels)),
+        error_rate_after_roundtrip=None, error_rate_without_layer_synapse=None,
+        identical_predictions=float(np.mean(keras_labels == ort_labels)),
         max_weight_abs_diff=None, train_error_rate_onnxruntime=ort_train_error, keras_rate_error_rate=None, epochs=settings.keras_epochs, nengodl_epochs=0, n_steps=None,
         train_seconds=train_seconds, eval_seconds=time.perf_counter() - started, error_by_step=None)
 
@@ -175,11 +181,17 @@ def _spiking_cell(network: str, activation: Activation, data: MnistArrays, setti
     trip = round_trip(trained.model, folder / MODEL_FILE, name=f"{network}-{activation.name}-trained")
     after = evaluate(trip.model, data.x_test, data.y_test, n_steps=settings.n_steps,
                      minibatch_size=settings.minibatch_size)
+    unfiltered = None
+    if settings.layer_synapse is not None and recipe.spiking:  # what the layer synapse buys: the same file without
+        from onnxlab.snn.to_nengo import to_nengo
+
+        unfiltered = evaluate(to_nengo(trip.proto, layer_synapses=False), data.x_test, data.y_test,
+                              n_steps=settings.n_steps, minibatch_size=settings.minibatch_size).error_rate
     keras_error = None if trained.pretrained.keras_accuracy is None else 1.0 - trained.pretrained.keras_accuracy
     ort_labels, ort_train_error = onnxruntime_errors(trip.proto, data)
     return dict(
         error_rate=before.error_rate, error_rate_onnxruntime=_error(ort_labels, data.y_test),
-        error_rate_after_roundtrip=after.error_rate,
+        error_rate_after_roundtrip=after.error_rate, error_rate_without_layer_synapse=unfiltered,
         identical_predictions=float(np.mean(before.labels == after.labels)),
         max_weight_abs_diff=trip.max_weight_abs_diff, train_error_rate_onnxruntime=ort_train_error,
         keras_rate_error_rate=keras_error, epochs=recipe.keras_pretrain_epochs, nengodl_epochs=recipe.epochs,
@@ -210,6 +222,7 @@ def run_cell(network: str, activation: str, data: MnistArrays, settings: TableSe
         The table row: ``network``, ``activation``, ``spiking`` (evaluated with spikes), ``error_rate``
         (Keras, or Nengo before the round trip), ``error_rate_onnxruntime`` (the ONNX file in ONNX Runtime: the
         rate approximation for LIF), ``error_rate_after_roundtrip`` (spiking pipeline only),
+        ``error_rate_without_layer_synapse`` (spiking with a ``layer_synapse``: the same file simulated without it),
         ``identical_predictions`` (Keras vs ONNX Runtime, or before vs after the round trip),
         ``max_weight_abs_diff``, ``train_error_rate_onnxruntime`` (on the training images), ``epochs`` (Keras
         training or pre-training), ``nengodl_epochs``, ``n_steps``, ``train_seconds``, ``eval_seconds``,

@@ -90,6 +90,23 @@ def trainable(network: Any, objects: Iterable[Any]) -> Iterator[None]:
             network.config[obj].trainable = value
 
 
+@contextmanager
+def without_synapses(network: Any) -> Iterator[None]:
+    """Every connection of ``network`` instantaneous (``synapse=None``) inside the block; restored after.
+
+    `train_classifier` presents each sample for one step, where a lowpass between layers would only scale the
+    signal down by dt/tau: it trains the instantaneous network, which is what a layer synapse smooths in time.
+    """
+    filtered = {conn: conn.synapse for conn in network.all_connections if conn.synapse is not None}
+    for conn in filtered:
+        conn.synapse = None
+    try:
+        yield
+    finally:
+        for conn, synapse in filtered.items():
+            conn.synapse = synapse
+
+
 def train_classifier(model: NengoModel, x: np.ndarray, y: np.ndarray, *, epochs: int, minibatch_size: int = 200,
                      optimizer: str = "rmsprop", learning_rate: float = 1e-3, schedule: str = "constant",
                      lif_smoothing: float | None = LIF_SMOOTHING, rate_floor_hz: float | None = None,
@@ -97,8 +114,8 @@ def train_classifier(model: NengoModel, x: np.ndarray, y: np.ndarray, *, epochs:
                      progress: str | None = None) -> TrainingRun:
     """Train ``model`` in NengoDL on labelled samples, one simulation step per sample, and keep the weights.
 
-    NengoDL trains spiking neurons through their rate approximation; the trained parameters are
-    written back into the network (``freeze_params``), so `simulate`, `from_nengo` and
+    NengoDL trains spiking neurons through their rate approximation, one step per sample, without the lowpass
+    synapses between layers (`without_synapses`); the trained parameters are written back into the network (``freeze_params``), so `simulate`, `from_nengo` and
     `to_nengo_code` see them.
 
     Parameters
@@ -163,6 +180,7 @@ def train_classifier(model: NengoModel, x: np.ndarray, y: np.ndarray, *, epochs:
     ensembles = model.ensembles.values() if rate_floor_hz is not None else ()
     with temporary_probes(model.network, {ens: ens.neurons for ens in ensembles}) as rate_probes, \
             trainable(model.network, model.ensembles.values() if train_biases else ()), \
+            without_synapses(model.network), \
             dl_settings(model.network, planner=dl_planner(), stateful=False, lif_smoothing=lif_smoothing), \
             nengo_dl.Simulator(model.network, minibatch_size=minibatch_size, seed=seed, progress_bar=False) as sim:
         for ensemble, rate_probe in rate_probes.items():
