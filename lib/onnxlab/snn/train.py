@@ -115,8 +115,8 @@ def train_classifier(model: NengoModel, x: np.ndarray, y: np.ndarray, *, epochs:
     """Train ``model`` in NengoDL on labelled samples, one simulation step per sample, and keep the weights.
 
     NengoDL trains spiking neurons through their rate approximation, one step per sample, without the lowpass
-    synapses between layers (`without_synapses`); the trained parameters are written back into the network (``freeze_params``), so `simulate`, `from_nengo` and
-    `to_nengo_code` see them.
+    synapses between layers (`without_synapses`); the trained parameters are written back into the network
+    (``freeze_params``), so `simulate`, `from_nengo` and `to_nengo_code` see them.
 
     Parameters
     ----------
