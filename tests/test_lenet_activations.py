@@ -76,9 +76,17 @@ def test_non_spiking_cell_agrees_with_onnxruntime_image_by_image(data, tmp_path)
     assert 0 <= row["train_error_rate_onnxruntime"] <= 1 and row["epochs"] == 1
 
 
-def test_rate_neuron_cell_is_one_step(data, tmp_path):
-    row = run_cell("LeNet-1", "SoftLIFRate", data, TINY, cache_dir=tmp_path, progress=False)
+def test_rate_neuron_cell_is_one_step_without_layer_synapse(data, tmp_path):
+    """A rate neuron's cell is scored from one step; the table's layer synapse (for LIF) is left out of its file and
+    its cache key, where it would scale that one step's signal down by dt/tau (every prediction the same class)."""
+    from onnxlab.snn.simulation import Simulation
+
+    settings = TableSettings(**{**TINY.__dict__, "layer_synapse": 0.002})
+    assert settings.cell_settings(ACTIVATIONS["SoftLIFRate"]) == TINY.cell_settings(ACTIVATIONS["SoftLIFRate"])
+    row = run_cell("LeNet-1", "SoftLIFRate", data, settings, cache_dir=tmp_path, progress=False)
     assert not row["spiking"] and row["n_steps"] == 1 and row["identical_predictions"] == 1.0
+    assert Simulation.read(onnx.load(row["model_path"])).layer_synapse is None
+    assert row["error_rate_without_layer_synapse"] is None
     # a rate network: Nengo and ONNX Runtime compute the same function
     assert row["error_rate"] == pytest.approx(row["error_rate_onnxruntime"], abs=1 / 60)
 

@@ -89,6 +89,25 @@ def test_train_evaluate_round_trip(mnist_subset, tmp_path, neuron, n_steps):
     np.testing.assert_array_equal(after.per_step, before.per_step)
 
 
+def test_a_rate_network_with_layer_synapses_is_refused_by_evaluate(mnist_subset):
+    """One step through a lowpass only scales a rate network's signal down: evaluate names the filtered layers."""
+    from onnxlab.snn.recipe import evaluate, pretrain_snn
+    from onnxlab.snn.simulation import Simulation
+    from onnxlab.snn.to_nengo import to_nengo
+
+    x, y, x_test, y_test = mnist_subset
+    lif = SpikingRecipe(keras_pretrain_epochs=0)
+    filtered = pretrain_snn(_lenet1, lif, x, y, simulation=Simulation(layer_synapse=0.002)).snn
+    assert Simulation.read(filtered).layer_synapse == 0.002  # a spiking recipe keeps it
+    rate = to_nengo(filtered, rate=True)
+    with pytest.raises(SNNError, match=r"evaluate: a rate network is scored from one step, but its connections "
+                                       r"out of .+ have synapses.+layer_synapses=False"):
+        evaluate(rate, x_test, y_test)
+    assert evaluate(to_nengo(filtered, rate=True, layer_synapses=False), x_test, y_test).per_step.shape == (1,)
+    soft = pretrain_snn(_lenet1, lif.replace(neuron="SoftLIFRate"), x, y, simulation=Simulation(layer_synapse=0.002))
+    assert Simulation.read(soft.snn).layer_synapse is None  # a rate recipe's file gets none
+
+
 def test_train_keras_classifier_reports_each_epoch_and_rejects_unknown_names(mnist_subset, capsys):
     from onnxlab.errors import InvalidArgument
     from onnxlab.zoo import train_keras_classifier

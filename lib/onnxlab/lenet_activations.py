@@ -77,7 +77,8 @@ class TableSettings:
         Simulation step (s) and output synapse (s) stored in the ONNX-SNN files.
     layer_synapse
         Lowpass time constant (s) on every connection out of a neuron layer in simulation (not in training,
-        `onnxlab.snn.train.without_synapses`); None: none.
+        `onnxlab.snn.train.without_synapses`) of spiking cells (LIF; a rate neuron is evaluated in one step,
+        `SpikingRecipe.file_simulation`); None: none.
     minibatch_size
         Images per NengoDL evaluation batch.
     """
@@ -103,7 +104,8 @@ class TableSettings:
         if activation.spiking_pipeline:
             recipe = self.recipe.replace(neuron=activation.neuron)
             key = {"recipe": recipe.key_settings, "n_steps": self.n_steps, "dt": self.dt, "synapse": self.synapse}
-            return key | ({"layer_synapse": self.layer_synapse} if self.layer_synapse is not None else {})
+            filtered = recipe.file_simulation(self.simulation).layer_synapse  # none for a rate neuron
+            return key | ({"layer_synapse": filtered} if filtered is not None else {})
         return {k: getattr(self, k) for k in ("keras_epochs", "keras_learning_rate", "keras_batch_size",
                                               "keras_optimizer", "keras_schedule")} | {"seed": self.recipe.seed}
 

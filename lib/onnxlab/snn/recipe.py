@@ -127,6 +127,11 @@ class SpikingRecipe:
             params["sigma"] = self.lif_smoothing
         return params
 
+    def file_simulation(self, simulation: Simulation) -> Simulation:
+        """The simulation settings this recipe's files store: ``simulation``, without a ``layer_synapse`` for a rate
+        neuron (evaluated in one step, where a lowpass between layers would only scale the signal by dt/tau)."""
+        return simulation if self.spiking else dataclasses.replace(simulation, layer_synapse=None)
+
     def rate_curve(self) -> Callable[[Any], Any]:
         """The Keras activation computing this neuron's rate (what pre-training trains through)."""
         from onnxlab.snn.keras_rates import lif_rate_activation
@@ -250,7 +255,9 @@ def pretrain_snn(build_keras: Callable[[Any], Any], recipe: SpikingRecipe, x_tra
     x_train, y_train
         Training images (N, 28, 28, 1) float32 in [0, 1] and integer labels (N,).
     simulation
-        Settings stored in the file (dt, n_steps, synapse).
+        Settings stored in the file (dt, n_steps, synapse, layer_synapse). A rate neuron's network (SoftLIFRate) is
+        evaluated in one step, where a lowpass between layers would only scale the signal down by dt/tau: its file
+        gets no ``layer_synapse`` (`SpikingRecipe.file_simulation`).
     x_eval, y_eval
         Images and labels to measure the pre-trained Keras network on (optional).
     progress
@@ -280,7 +287,7 @@ def pretrain_snn(build_keras: Callable[[Any], Any], recipe: SpikingRecipe, x_tra
     else:
         keras_model = build_keras("relu")
     snn = to_snn(to_onnx(keras_model, x_train[:1]), recipe.neuron, params=recipe.neuron_params(),
-                 max_rates=recipe.max_rate, intercepts=recipe.intercept, simulation=simulation)
+                 max_rates=recipe.max_rate, intercepts=recipe.intercept, simulation=recipe.file_simulation(simulation))
     return PretrainedSnn(snn, accuracy, seconds)
 
 
@@ -318,6 +325,10 @@ def evaluate(model: NengoModel, x: np.ndarray, y: np.ndarray, *, n_steps: int | 
     from onnxlab.snn.simulate import simulate
 
     spiking = is_spiking(model)
+    if not spiking and (filtered := _layer_synapse_labels(model)):
+        raise SNNError(f"evaluate: a rate network is scored from one step, but its connections out of "
+                       f"{', '.join(filtered)} have synapses, which would only scale that step's signal down; build "
+                       "it with to_nengo(..., layer_synapses=False)")
     started = time.perf_counter()
     with warnings.catch_warnings():  # a rate network's one step reads unfiltered probes: no synapse delay
         warnings.filterwarnings("ignore", message="Running for one timestep")
@@ -329,6 +340,14 @@ def evaluate(model: NengoModel, x: np.ndarray, y: np.ndarray, *, n_steps: int | 
     (scores,) = out.values()
     per_step = (scores.argmax(-1) == np.asarray(y)[:, None]).mean(0)
     return Score(per_step, scores[:, -1].argmax(-1), seconds)
+
+
+def _layer_synapse_labels(model: NengoModel) -> list[str]:
+    """Labels of the ensembles of ``model`` whose outgoing neuron connections have a synapse."""
+    import nengo
+
+    return sorted({str(c.pre_obj.ensemble.label) for c in model.network.all_connections
+                   if isinstance(c.pre_obj, nengo.ensemble.Neurons) and c.synapse is not None})
 
 
 def round_trip(model: NengoModel, path: str | os.PathLike, *, name: str | None = None) -> RoundTrip:
