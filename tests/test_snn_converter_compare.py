@@ -109,3 +109,16 @@ def test_steps_to_reach_counts_from_where_accuracy_stays_above(per_step, target,
     from onnxlab.snn.converter_compare import steps_to_reach
 
     assert steps_to_reach(np.array(per_step), target) == expected
+
+
+def test_the_build_before_issue_17_feeds_biases_through_connections_into_trainable_ensembles(residual_bn):
+    from onnxlab.snn import to_snn
+    from onnxlab.snn.converter_compare import BEFORE_ISSUE_17_BUILD
+    from onnxlab.snn.to_nengo import to_nengo
+
+    _, onnx_model, _ = residual_bn
+    snn = to_snn(onnx_model, "LIF", params={"amplitude": 0.01}, max_rates=100, intercepts=0)
+    before, now = to_nengo(snn, **BEFORE_ISSUE_17_BUILD), to_nengo(snn)
+    assert len(before.network.all_connections) > len(now.network.all_connections)
+    assert {before.network.config[e].trainable is not False for e in before.network.all_ensembles} == {True}
+    assert {now.network.config[e].trainable for e in now.network.all_ensembles} == {False}

@@ -24,6 +24,9 @@ from onnxlab.errors import InvalidArgument
 OUTPUT_SYNAPSE = 0.1
 #: Simulation time step (s).
 DT = 0.001
+#: The `to_nengo` settings that build a network as onnxlab built it before issue 17: every bias fed from a constant
+#: node through its own connection, and ensembles NengoDL may train. The baseline of Table K4's evaluation speed.
+BEFORE_ISSUE_17_BUILD: dict[str, bool] = {"fold_biases": False, "trainable_ensembles": True}
 #: The NengoDL settings a path is timed under: onnxlab's `simulate` settings (greedy planner, inference only, no
 #: state kept between minibatches) and NengoDL's defaults (a trainable graph, the default planner).
 TIMING_SETTINGS = ("simulate", "nengo_dl_defaults")
@@ -376,8 +379,9 @@ def _matched_difference(keras_model: Any, onnx_model: Any, mode: Mode, x: np.nda
 
 def bias_folding_speedup(snn: Any, x: np.ndarray, y: np.ndarray, *, n_steps: int, minibatch_size: int,
                          repeats: int = 1) -> dict[str, Any]:
-    """Spiking evaluation of an ONNX-SNN file (Table K4's) with the network `to_nengo` built before bias folding
-    (``fold_biases=False``) and the one it builds now, interleaved in this process.
+    """Spiking evaluation of an ONNX-SNN file (Table K4's) with the network `to_nengo` built before issue 17
+    (`BEFORE_ISSUE_17_BUILD`: biases not folded, ensembles trainable) and the one it builds now, interleaved in
+    this process.
 
     Each run is one `onnxlab.snn.simulate.simulate` call on every image of ``x`` (Simulator build included, as
     Table K4 times it), filtered output, class read at the last step.
@@ -391,22 +395,24 @@ def bias_folding_speedup(snn: Any, x: np.ndarray, y: np.ndarray, *, n_steps: int
     from onnxlab.snn.simulate import simulate
     from onnxlab.snn.to_nengo import to_nengo
 
-    seconds: dict[bool, list[float]] = {False: [], True: []}
-    scores: dict[bool, np.ndarray] = {}
+    builds = {"before": BEFORE_ISSUE_17_BUILD, "after": {}}
+    seconds: dict[str, list[float]] = {name: [] for name in builds}
+    scores: dict[str, np.ndarray] = {}
     for _ in range(repeats):
-        for fold in (False, True):
-            model = to_nengo(snn, fold_biases=fold)
+        for name, settings in builds.items():
+            model = to_nengo(snn, **settings)
             start = time.perf_counter()
             (out,) = simulate(model, x, n_steps=n_steps, filtered=True, minibatch_size=minibatch_size).values()
-            seconds[fold].append(time.perf_counter() - start)
-            scores.setdefault(fold, out[:, -1])
-    before, after = (float(np.median(seconds[f])) for f in (False, True))
+            seconds[name].append(time.perf_counter() - start)
+            scores.setdefault(name, out[:, -1])
+    before, after = (float(np.median(seconds[name])) for name in builds)
+    labels = {name: s.argmax(-1) for name, s in scores.items()}
     return {"test_images": len(x), "n_steps": n_steps, "before_s": before, "after_s": after,
             "speedup": before / after,
-            "accuracy_before": float(np.mean(scores[False].argmax(-1) == y)),
-            "accuracy_after": float(np.mean(scores[True].argmax(-1) == y)),
-            "identical_predictions": float(np.mean(scores[False].argmax(-1) == scores[True].argmax(-1))),
-            "max_output_diff": float(np.abs(scores[False] - scores[True]).max())}
+            "accuracy_before": float(np.mean(labels["before"] == y)),
+            "accuracy_after": float(np.mean(labels["after"] == y)),
+            "identical_predictions": float(np.mean(labels["before"] == labels["after"])),
+            "max_output_diff": float(np.abs(scores["before"] - scores["after"]).max())}
 
 
 #: Neuron ops whose evaluation times `evaluation_seconds_by_neuron` compares, with their `to_snn` settings:
