@@ -71,9 +71,9 @@ def test_training_noise_acts_in_fit_only():
 
     quiet = lif_rate_activation(**LIF, sigma=None)
     noisy = lif_rate_activation(**LIF, sigma=None, training_noise=0.5)
-    import keras
+    from onnxlab.reproducibility import seed_everything
 
-    keras.utils.set_random_seed(0)
+    seed_everything(0)
     x = np.full((NOISE_SAMPLES, 1), 1.0, np.float32)
     losses = {}
     for name, curve in (("quiet", quiet), ("noisy", noisy)):
