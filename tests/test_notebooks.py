@@ -18,6 +18,12 @@ def _graph_figures():
     return graph_figures
 
 
+def _snn_simulate():
+    import importlib
+
+    return importlib.import_module("onnxlab.snn.simulate")  # the module (onnxlab.snn.simulate is also a function)
+
+
 #: What each notebook's smoke run must produce: its main table's columns (the issue's contract,
 #: the same in every profile), invariants that hold whatever the sizes, and the other files.
 CONTRACTS = {
@@ -127,12 +133,16 @@ CONTRACTS = {
     "snn_vs_converter": dict(
         columns={"model", "mode", "keras_accuracy", "converter_accuracy", "onnxlab_accuracy", "max_output_diff",
                  "onnxlab_accuracy_min", "onnxlab_accuracy_max", "converter_connections", "onnxlab_connections", "converter_ms_per_image_simulate",
-                 "onnxlab_ms_per_image_simulate", "ratio_simulate", "ratio_nengo_dl_defaults"},
+                 "onnxlab_ms_per_image_simulate", "ratio_simulate", "ratio_nengo_dl_defaults",
+                 "converter_planner_simulate", "onnxlab_planner_simulate"},
         # rate mode: both paths compute the Keras network (float32 rounding apart). Spiking outputs are not held
         # to a tolerance here: summing in another order (channels-last vs -first) can move one spike by a step.
+        # Every network was planned by one of the two planners `inference_simulator` chooses from.
         invariant=lambda t: (t[t["mode"] == "rate"].converter_accuracy == t[t["mode"] == "rate"].onnxlab_accuracy).all()
         and (t[t["mode"] == "rate"].max_output_diff <= 1e-4).all()
-        and (t.onnxlab_connections <= t.converter_connections).all(),
+        and (t.onnxlab_connections <= t.converter_connections).all()
+        and t[["converter_planner_simulate", "onnxlab_planner_simulate"]].isin(
+            {_snn_simulate().PLANNER, _snn_simulate().UNMERGED_PLANNER}).all(axis=None),
         tables=[], figures=["snn_vs_converter_accuracy", "snn_vs_converter_speed"]),
 }
 ids = [p.stem for p in NOTEBOOKS]

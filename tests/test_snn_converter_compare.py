@@ -3,8 +3,7 @@ import numpy as np
 import pytest
 
 from onnxlab.errors import InvalidArgument
-from onnxlab.snn.converter_compare import (COMPARISON_MODELS, Built, Mode, Runner, bias_folding_speedup,
-                                           build_converter, build_onnxlab, object_counts, zero_initial_voltage)
+from onnxlab.snn.converter_compare import (COMPARISON_MODELS, DT, Built, Mode, Runner, build_converter, build_onnxlab, object_counts, zero_initial_voltage)
 
 pytest.importorskip("nengo_dl")
 RNG = np.random.default_rng(3)
@@ -62,14 +61,32 @@ def test_runner_refuses_unknown_settings(residual_bn):
         Runner(build_onnxlab(onnx_model, Mode(False)), "fastest", 2, 1)
 
 
-def test_bias_folding_keeps_every_prediction(residual_bn):
-    from onnxlab.snn import to_snn
+@pytest.mark.parametrize("synapse", [None, 0.005])
+def test_simulate_plans_without_merging_where_the_greedy_plan_would_scatter(residual_bn, synapse):
+    """A lowpass between layers lets the greedy planner merge both conv layers' neuron updates over signals that do
+    not lie side by side, written back by scatter: `inference_simulator` then merges nothing, same outputs."""
+    from onnxlab.reproducibility import import_nengo_dl
+    from onnxlab.snn.simulate import (PLANNER, SIMULATE_SETTINGS, UNMERGED_PLANNER, dl_planner, dl_settings,
+                                      presented, scatter_writes)
 
     _, onnx_model, x = residual_bn
-    snn = to_snn(onnx_model, "LIF", params={"amplitude": 0.01}, max_rates=100, intercepts=0)
-    result = bias_folding_speedup(snn, x, np.zeros(len(x), int), n_steps=10, minibatch_size=3)
-    assert result["identical_predictions"] == 1.0 and result["max_output_diff"] <= 1e-5
-    assert result["before_s"] > 0 and result["after_s"] > 0
+    built = build_onnxlab(onnx_model, Mode(True, 100.0, synapse))
+    runner = Runner(built, "simulate", len(x), 10)
+    try:
+        assert runner.planner == (PLANNER if synapse is None else UNMERGED_PLANNER)
+        assert scatter_writes(runner.sim) == 0
+        planned = runner.run(x)[0]
+    finally:
+        runner.close()
+    with dl_settings(built.network, planner=dl_planner(PLANNER), **SIMULATE_SETTINGS):
+        greedy = import_nengo_dl().Simulator(built.network, dt=DT, minibatch_size=len(x), progress_bar=False)
+        try:
+            assert (scatter_writes(greedy) > 0) == (synapse is not None)
+            expected = greedy.predict({built.input_node: presented(x, 10, len(x))}, verbose=0)[built.output_probe]
+        finally:
+            greedy.close()
+    assert np.abs(expected).max() > 0
+    np.testing.assert_array_equal(planned, expected)
 
 
 def test_evaluation_seconds_by_neuron_times_every_case(residual_bn):

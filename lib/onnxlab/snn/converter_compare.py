@@ -198,18 +198,23 @@ class Runner:
 
     def __init__(self, built: Built, settings: str, minibatch_size: int, n_steps: int):
         from onnxlab.reproducibility import import_nengo_dl
-        from onnxlab.snn.simulate import SIMULATE_SETTINGS, dl_planner, dl_settings
+        from onnxlab.snn.simulate import inference_simulator
 
         if settings not in TIMING_SETTINGS:
             raise InvalidArgument(f"settings must be one of {TIMING_SETTINGS}, got {settings!r}")
-        nengo_dl = import_nengo_dl()
         self.built, self.n_steps, self.minibatch_size = built, n_steps, minibatch_size
-        self._open = ExitStack()  # closed in reverse: the simulator, then the settings
+        self._open = ExitStack()
+        # the simulator is not entered as a context (that would hold NengoDL's device scope open while the other
+        # path runs)
         if settings == "simulate":
-            self._open.enter_context(dl_settings(built.network, planner=dl_planner(), **SIMULATE_SETTINGS))
-        # not entered as a context (that would hold NengoDL's device scope open while the other path runs)
-        self.sim = nengo_dl.Simulator(built.network, dt=DT, minibatch_size=minibatch_size, progress_bar=False)
-        self._open.callback(self.sim.close)
+            planned = self._open.enter_context(inference_simulator(built.network, dt=DT,
+                                                                   minibatch_size=minibatch_size))
+            self.sim, self.planner = planned.sim, planned.planner
+        else:
+            self.sim = import_nengo_dl().Simulator(built.network, dt=DT, minibatch_size=minibatch_size,
+                                                   progress_bar=False)
+            self.planner = "NengoDL's default"
+            self._open.callback(self.sim.close)
 
     def run(self, x: np.ndarray) -> tuple[np.ndarray, float]:
         """Outputs (N, n_steps, n_out) of images ``x`` (N, ...) presented for ``n_steps``; and seconds taken."""
@@ -254,7 +259,8 @@ def timed_pair(runners: dict[str, Runner], x: np.ndarray, repeats: int) -> dict[
 def compare_model(keras_model: Any, onnx_model: Any, x: np.ndarray, y: np.ndarray, modes: Iterable[Mode], *,
                   n_steps: int, minibatch_size: int, timed: Callable[[Mode], bool], n_timed: int, repeats: int,
                   n_matched: int, n_seeds: int = 1, progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
-    """One row per mode: accuracies, max output difference, objects built, and ms per image for both paths.
+    """One row per mode: accuracies, max output difference, objects built, the planner each path got under
+    `simulate`'s settings (`onnxlab.snn.simulate.inference_simulator`), and ms per image for both paths.
 
     Parameters
     ----------
@@ -300,6 +306,7 @@ def compare_model(keras_model: Any, onnx_model: Any, x: np.ndarray, y: np.ndarra
                         row[f"ratio_{settings}"] = ms["onnxlab"] / ms["converter"]
                     if settings == "simulate":  # every accuracy comes from simulate's settings
                         for name, runner in runners.items():
+                            row.setdefault(f"{name}_planner_simulate", runner.planner)
                             out = runner.run(x)[0]
                             scores = filtered_scores(out, mode.spiking)
                             accuracies[name].append(float(np.mean(scores.argmax(-1) == y)))
@@ -375,44 +382,6 @@ def _matched_difference(keras_model: Any, onnx_model: Any, mode: Mode, x: np.nda
         finally:
             runner.close()
     return float(np.abs(outputs[0] - outputs[1]).max())
-
-
-def bias_folding_speedup(snn: Any, x: np.ndarray, y: np.ndarray, *, n_steps: int, minibatch_size: int,
-                         repeats: int = 1) -> dict[str, Any]:
-    """Spiking evaluation of an ONNX-SNN file (Table K4's) with the network `to_nengo` built before issue 17
-    (`BEFORE_ISSUE_17_BUILD`: biases not folded, ensembles trainable) and the one it builds now, interleaved in
-    this process.
-
-    Each run is one `onnxlab.snn.simulate.simulate` call on every image of ``x`` (Simulator build included, as
-    Table K4 times it), filtered output, class read at the last step.
-
-    Returns
-    -------
-    dict
-        Images, steps, median seconds before and after, the speed-up, both accuracies, the fraction of images
-        whose predicted class is the same, and the largest output difference.
-    """
-    from onnxlab.snn.simulate import simulate
-    from onnxlab.snn.to_nengo import to_nengo
-
-    builds = {"before": BEFORE_ISSUE_17_BUILD, "after": {}}
-    seconds: dict[str, list[float]] = {name: [] for name in builds}
-    scores: dict[str, np.ndarray] = {}
-    for _ in range(repeats):
-        for name, settings in builds.items():
-            model = to_nengo(snn, **settings)
-            start = time.perf_counter()
-            (out,) = simulate(model, x, n_steps=n_steps, filtered=True, minibatch_size=minibatch_size).values()
-            seconds[name].append(time.perf_counter() - start)
-            scores.setdefault(name, out[:, -1])
-    before, after = (float(np.median(seconds[name])) for name in builds)
-    labels = {name: s.argmax(-1) for name, s in scores.items()}
-    return {"test_images": len(x), "n_steps": n_steps, "before_s": before, "after_s": after,
-            "speedup": before / after,
-            "accuracy_before": float(np.mean(labels["before"] == y)),
-            "accuracy_after": float(np.mean(labels["after"] == y)),
-            "identical_predictions": float(np.mean(labels["before"] == labels["after"])),
-            "max_output_diff": float(np.abs(scores["before"] - scores["after"]).max())}
 
 
 #: Neuron ops whose evaluation times `evaluation_seconds_by_neuron` compares, with their `to_snn` settings:
