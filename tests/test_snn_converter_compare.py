@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from onnxlab.errors import InvalidArgument
-from onnxlab.snn.converter_compare import (COMPARISON_MODELS, DT, Built, Mode, Runner, build_converter, build_onnxlab, object_counts, zero_initial_voltage)
+from onnxlab.snn.converter_compare import (COMPARISON_MODELS, DT, Built, Mode, Runner, build_converter,
+                                           build_onnxlab, object_counts, zero_initial_voltage)
 
 pytest.importorskip("nengo_dl")
 RNG = np.random.default_rng(3)
@@ -65,9 +66,7 @@ def test_runner_refuses_unknown_settings(residual_bn):
 def test_simulate_plans_without_merging_where_the_greedy_plan_would_scatter(residual_bn, synapse):
     """A lowpass between layers lets the greedy planner merge both conv layers' neuron updates over signals that do
     not lie side by side, written back by scatter: `inference_simulator` then merges nothing, same outputs."""
-    from onnxlab.reproducibility import import_nengo_dl
-    from onnxlab.snn.simulate import (PLANNER, SIMULATE_SETTINGS, UNMERGED_PLANNER, dl_planner, dl_settings,
-                                      presented, scatter_writes)
+    from onnxlab.snn.simulate import PLANNER, UNMERGED_PLANNER, inference_simulator, presented, scatter_writes
 
     _, onnx_model, x = residual_bn
     built = build_onnxlab(onnx_model, Mode(True, 100.0, synapse))
@@ -78,13 +77,9 @@ def test_simulate_plans_without_merging_where_the_greedy_plan_would_scatter(resi
         planned = runner.run(x)[0]
     finally:
         runner.close()
-    with dl_settings(built.network, planner=dl_planner(PLANNER), **SIMULATE_SETTINGS):
-        greedy = import_nengo_dl().Simulator(built.network, dt=DT, minibatch_size=len(x), progress_bar=False)
-        try:
-            assert (scatter_writes(greedy) > 0) == (synapse is not None)
-            expected = greedy.predict({built.input_node: presented(x, 10, len(x))}, verbose=0)[built.output_probe]
-        finally:
-            greedy.close()
+    with inference_simulator(built.network, dt=DT, minibatch_size=len(x), planners=(PLANNER,)) as greedy:
+        assert greedy.planner == PLANNER and (scatter_writes(greedy.sim) > 0) == (synapse is not None)
+        expected = greedy.sim.predict({built.input_node: presented(x, 10, len(x))}, verbose=0)[built.output_probe]
     assert np.abs(expected).max() > 0
     np.testing.assert_array_equal(planned, expected)
 

@@ -101,18 +101,19 @@ class PlannedSimulator:
 
 
 @contextmanager
-def inference_simulator(network: Any, *, dt: float, minibatch_size: int,
-                        progress_bar: bool = False) -> Iterator[PlannedSimulator]:
+def inference_simulator(network: Any, *, dt: float, minibatch_size: int, progress_bar: bool = False,
+                        planners: tuple[str, ...] = (PLANNER, UNMERGED_PLANNER)) -> Iterator[PlannedSimulator]:
     """A NengoDL simulator of ``network`` under `SIMULATE_SETTINGS`, closed when the block ends.
 
-    Planned by `PLANNER`, unless that plan writes any signal by scatter (`scatter_writes`); then built again with
-    `UNMERGED_PLANNER`, which computes the same numbers without the scatters. The simulator is not entered as a
-    context, so several may be run in turn; the settings stay applied to ``network`` inside the block.
+    Planned by the first of ``planners`` whose plan writes no signal by scatter (`scatter_writes`), else by the
+    last: by default `PLANNER`, or `UNMERGED_PLANNER` where the greedy plan scatters (it computes the same numbers
+    without the scatters). The simulator is not entered as a context, so several may be run in turn; the settings
+    stay applied to ``network`` inside the block.
     """
     from onnxlab.reproducibility import import_nengo_dl
 
     nengo_dl = import_nengo_dl()
-    for planner in (PLANNER, UNMERGED_PLANNER):
+    for planner in planners:
         opened = ExitStack()
         opened.enter_context(dl_settings(network, planner=dl_planner(planner), **SIMULATE_SETTINGS))
         try:
@@ -121,7 +122,7 @@ def inference_simulator(network: Any, *, dt: float, minibatch_size: int,
             opened.close()
             raise
         opened.callback(sim.close)  # closed before the settings are restored
-        if planner == UNMERGED_PLANNER or not scatter_writes(sim):
+        if planner == planners[-1] or not scatter_writes(sim):
             break
         opened.close()
     with opened:
