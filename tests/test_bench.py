@@ -59,7 +59,36 @@ def test_counts_calls():
     assert len(clock.log) == 2 + 7 * 3
 
 
-@pytest.mark.parametrize("kwargs", [dict(number=0), dict(repeats=0), dict(warmup=-1)])
+def test_min_seconds_adds_repeats_until_every_candidate_has_its_time():
+    """1 s and 0.25 s workloads, 3 repeats at least, 2 s each: the fast one needs 8 repeats (both run them);
+    max_repeats caps the count; the paired ratios' quartiles are the exact ratio."""
+    clock = FakeClock()
+    result = compare({"slow": clock.workload("slow", 1.0), "fast": clock.workload("fast", 0.25)},
+                     repeats=3, warmup=0, min_seconds=2.0, clock=clock)
+    assert len(result["slow"].samples) == len(result["fast"].samples) == 8
+    assert result.paired_ratio_quartiles("fast", "slow") == pytest.approx((0.25, 0.25, 0.25))
+    capped = compare({"fast": clock.workload("fast", 0.25)}, repeats=3, warmup=0, min_seconds=100.0, max_repeats=5,
+                     clock=clock)
+    assert len(capped["fast"].samples) == 5
+
+
+def test_paired_ratio_quartiles_show_the_spread_of_repeats():
+    """b's cost over a's in four repeats: 1, 2, 1, 0.5 -> quartiles 0.875, 1.0, 1.25 (linear interpolation)."""
+    clock = FakeClock()
+    costs = {"a": iter([1.0, 1.0, 1.0, 1.0]), "b": iter([1.0, 2.0, 1.0, 0.5])}
+
+    def workload(name):
+        def run():
+            clock.now += next(costs[name])
+        return run
+
+    result = compare({"a": workload("a"), "b": workload("b")}, repeats=4, warmup=0, clock=clock)
+    np.testing.assert_allclose(result.paired_ratios("b", "a"), [1.0, 2.0, 1.0, 0.5])
+    assert result.paired_ratio_quartiles("b", "a") == pytest.approx((0.875, 1.0, 1.25))
+
+
+@pytest.mark.parametrize("kwargs", [dict(number=0), dict(repeats=0), dict(warmup=-1), dict(min_seconds=-1.0),
+                                    dict(repeats=5, max_repeats=4)])
 def test_bad_settings_are_rejected(kwargs):
     with pytest.raises(ValueError, match="need number >= 1"):
         compare({"a": lambda: None}, **kwargs)

@@ -111,3 +111,16 @@ def test_layer_synapse_is_simulated_stored_and_compared(data, tmp_path):
     assert Simulation.read(onnx.load(cell["model_path"])).layer_synapse == 0.002
     assert 0.0 <= cell["error_rate_without_layer_synapse"] <= 1.0
     assert cell["error_rate"] == cell["error_rate_after_roundtrip"] and cell["identical_predictions"] == 1.0
+
+
+def test_regularisation_keys_only_the_non_spiking_cells():
+    """Shifts and weight decay change the cache key of Tanh/Sigmoid/ReLU cells only, and only when used (cells
+    trained before the settings existed keep their keys)."""
+    regularised = TableSettings(**{**TINY.__dict__, "keras_shift_pixels": 2.0, "keras_weight_decay": 0.05})
+    for name, row in ACTIVATIONS.items():
+        if row.spiking_pipeline:
+            assert regularised.cell_settings(row) == TINY.cell_settings(row), name
+        else:
+            assert regularised.cell_settings(row) == {**TINY.cell_settings(row), "keras_shift_pixels": 2.0,
+                                                      "keras_weight_decay": 0.05}, name
+    assert "keras_weight_decay" not in TINY.cell_settings(ACTIVATIONS["ReLU"])

@@ -134,15 +134,20 @@ CONTRACTS = {
         columns={"model", "mode", "keras_accuracy", "converter_accuracy", "onnxlab_accuracy", "max_output_diff",
                  "onnxlab_accuracy_min", "onnxlab_accuracy_max", "converter_connections", "onnxlab_connections", "converter_ms_per_image_simulate",
                  "onnxlab_ms_per_image_simulate", "ratio_simulate", "ratio_nengo_dl_defaults",
-                 "converter_planner_simulate", "onnxlab_planner_simulate"},
+                 "ratio_simulate_q25", "ratio_simulate_q75", "ratio_nengo_dl_defaults_q25",
+                 "ratio_nengo_dl_defaults_q75", "converter_planner_simulate", "onnxlab_planner_simulate"},
         # rate mode: both paths compute the Keras network (float32 rounding apart). Spiking outputs are not held
         # to a tolerance here: summing in another order (channels-last vs -first) can move one spike by a step.
-        # Every network was planned by one of the two planners `inference_simulator` chooses from.
+        # Every network was planned by one of the two planners `inference_simulator` chooses from. Each timed
+        # ratio lies between its quartiles.
         invariant=lambda t: (t[t["mode"] == "rate"].converter_accuracy == t[t["mode"] == "rate"].onnxlab_accuracy).all()
         and (t[t["mode"] == "rate"].max_output_diff <= 1e-4).all()
         and (t.onnxlab_connections <= t.converter_connections).all()
         and t[["converter_planner_simulate", "onnxlab_planner_simulate"]].isin(
-            {_snn_simulate().PLANNER, _snn_simulate().UNMERGED_PLANNER}).all(axis=None),
+            {_snn_simulate().PLANNER, _snn_simulate().UNMERGED_PLANNER}).all(axis=None)
+        and all((t[f"ratio_{s}_q25"] <= t[f"ratio_{s}"]).where(t[f"ratio_{s}"].notna(), True).all()
+                and (t[f"ratio_{s}"] <= t[f"ratio_{s}_q75"]).where(t[f"ratio_{s}"].notna(), True).all()
+                for s in ("simulate", "nengo_dl_defaults")),
         tables=[], figures=["snn_vs_converter_accuracy", "snn_vs_converter_speed"]),
 }
 ids = [p.stem for p in NOTEBOOKS]

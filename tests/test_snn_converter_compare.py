@@ -134,3 +134,18 @@ def test_the_build_before_issue_17_feeds_biases_through_connections_into_trainab
     assert len(before.network.all_connections) > len(now.network.all_connections)
     assert {before.network.config[e].trainable is not False for e in before.network.all_ensembles} == {True}
     assert {now.network.config[e].trainable for e in now.network.all_ensembles} == {False}
+
+
+def test_compare_model_times_both_paths_in_turn_with_the_ratio_spread(residual_bn):
+    """A timed mode gets, per timing setting, each path's ms per image, the median per-turn ratio between its
+    quartiles, and the number of timed runs (``repeats`` here, as ``min_timed_seconds`` is 0)."""
+    from onnxlab.snn.converter_compare import TIMING_SETTINGS, compare_model
+
+    model, onnx_model, x = residual_bn
+    (row,) = compare_model(model, onnx_model, x, np.zeros(len(x), np.int64), [Mode(False)], n_steps=1,
+                           minibatch_size=3, timed=lambda mode: True, n_timed=3, repeats=2, n_matched=2)
+    for settings in TIMING_SETTINGS:
+        assert row[f"converter_ms_per_image_{settings}"] > 0 and row[f"onnxlab_ms_per_image_{settings}"] > 0
+        assert row[f"ratio_{settings}_q25"] <= row[f"ratio_{settings}"] <= row[f"ratio_{settings}_q75"]
+        assert row[f"timed_runs_{settings}"] == 2
+    assert row["converter_accuracy"] == row["onnxlab_accuracy"]  # rate mode, same weights: same classes

@@ -67,6 +67,12 @@ class Comparison:
         """Per-repeat ratios numerator/denominator (same repeat, same machine state); shape (repeats,)."""
         return self.timings[numerator].samples / self.timings[denominator].samples
 
+    def paired_ratio_quartiles(self, numerator: str, denominator: str) -> tuple[float, float, float]:
+        """25th, 50th and 75th percentile of `paired_ratios`: the median ratio and how far repeats spread around
+        it (where the interval holds 1, the two are not told apart by this run)."""
+        q1, median, q3 = np.percentile(self.paired_ratios(numerator, denominator), [25, 50, 75])
+        return float(q1), float(median), float(q3)
+
 
 def in_turn(names: list[str], repeat: int) -> list[str]:
     """``names`` rotated by ``repeat``: the order candidates take their turns in that repeat, so that no candidate
@@ -75,9 +81,14 @@ def in_turn(names: list[str], repeat: int) -> list[str]:
     return names[shift:] + names[:shift]
 
 
+#: Most timed repeats per candidate `compare` runs to fill ``min_seconds``.
+MAX_REPEATS = 200
+
+
 def compare(candidates: Mapping[str, Callable[[], object]], *, number: int = 1, repeats: int = 5,
-            warmup: int = 1, clock: Clock = time.perf_counter) -> Comparison:
-    """Time each candidate ``repeats`` times (``number`` calls each), interleaved.
+            warmup: int = 1, min_seconds: float = 0.0, max_repeats: int = MAX_REPEATS,
+            clock: Clock = time.perf_counter) -> Comparison:
+    """Time each candidate ``repeats`` times (``number`` calls each), interleaved; more where ``min_seconds`` asks.
 
     Parameters
     ----------
@@ -86,14 +97,18 @@ def compare(candidates: Mapping[str, Callable[[], object]], *, number: int = 1, 
     number
         Calls per timed repeat.
     repeats
-        Timed repeats per candidate; report the median.
+        Timed repeats per candidate (at least); report the median.
+    min_seconds, max_repeats
+        Keep repeating (all candidates, in turn) until every candidate has been timed for ``min_seconds`` in
+        total, up to ``max_repeats`` repeats: short calls get many repeats, long ones ``repeats``.
     warmup
         Untimed calls per candidate before timing (session initialisation, graph tracing).
     clock
         Monotonic clock in seconds (injectable for tests).
     """
-    if number < 1 or repeats < 1 or warmup < 0:
-        raise InvalidArgument(f"need number >= 1, repeats >= 1, warmup >= 0; got {number}, {repeats}, {warmup}")
+    if number < 1 or repeats < 1 or warmup < 0 or min_seconds < 0 or max_repeats < repeats:
+        raise InvalidArgument(f"need number >= 1, repeats >= 1, warmup >= 0, min_seconds >= 0, max_repeats >= "
+                              f"repeats; got {number}, {repeats}, {warmup}, {min_seconds}, {max_repeats}")
     names = list(candidates)
     if not names:
         raise InvalidArgument("no candidates to compare")
@@ -101,11 +116,17 @@ def compare(candidates: Mapping[str, Callable[[], object]], *, number: int = 1, 
         for _ in range(warmup):
             candidates[name]()
     samples: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(repeats):
+
+    def more(r: int) -> bool:
+        return r < repeats or (r < max_repeats and min(sum(s) for s in samples.values()) < min_seconds)
+
+    r = 0
+    while more(r):
         for name in in_turn(names, r):
             fn = candidates[name]
             start = clock()
             for _ in range(number):
                 fn()
             samples[name].append(clock() - start)
+        r += 1
     return Comparison({n: Timing(n, number, np.asarray(samples[n])) for n in names})

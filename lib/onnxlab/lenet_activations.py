@@ -69,6 +69,9 @@ class TableSettings:
     ----------
     keras_epochs, keras_learning_rate, keras_batch_size, keras_optimizer, keras_schedule
         Training of the non-spiking networks (`onnxlab.zoo.train_keras_classifier`).
+    keras_shift_pixels, keras_weight_decay
+        Their regularisation: training images randomly shifted by up to this many pixels, and decoupled weight
+        decay (per unit of learning rate); 0: none.
     recipe
         The spiking recipe; its ``neuron`` is set per row.
     n_steps
@@ -88,6 +91,8 @@ class TableSettings:
     keras_batch_size: int = 128
     keras_optimizer: str = "adam"
     keras_schedule: str = "cosine"
+    keras_shift_pixels: float = 0.0
+    keras_weight_decay: float = 0.0
     recipe: SpikingRecipe = field(default_factory=SpikingRecipe)
     n_steps: int = 50
     dt: float = 0.001
@@ -106,8 +111,11 @@ class TableSettings:
             key = {"recipe": recipe.key_settings, "n_steps": self.n_steps, "dt": self.dt, "synapse": self.synapse}
             filtered = recipe.file_simulation(self.simulation).layer_synapse  # none for a rate neuron
             return key | ({"layer_synapse": filtered} if filtered is not None else {})
-        return {k: getattr(self, k) for k in ("keras_epochs", "keras_learning_rate", "keras_batch_size",
-                                              "keras_optimizer", "keras_schedule")} | {"seed": self.recipe.seed}
+        keras = {k: getattr(self, k) for k in ("keras_epochs", "keras_learning_rate", "keras_batch_size",
+                                               "keras_optimizer", "keras_schedule")}
+        # the regularisation keys only when used, so cells trained before they existed keep their cache keys
+        keras |= {k: getattr(self, k) for k in ("keras_shift_pixels", "keras_weight_decay") if getattr(self, k)}
+        return keras | {"seed": self.recipe.seed}
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -155,8 +163,9 @@ def _keras_cell(network: str, activation: Activation, data: MnistArrays, setting
     started = time.perf_counter()
     train_keras_classifier(keras_model, data.x_train, data.y_train, epochs=settings.keras_epochs,
                 batch_size=settings.keras_batch_size, learning_rate=settings.keras_learning_rate,
-                optimizer=settings.keras_optimizer, schedule=settings.keras_schedule, seed=settings.recipe.seed,
-                progress=progress)
+                optimizer=settings.keras_optimizer, schedule=settings.keras_schedule,
+                shift_pixels=settings.keras_shift_pixels, weight_decay=settings.keras_weight_decay,
+                seed=settings.recipe.seed, progress=progress)
     train_seconds = time.perf_counter() - started
     keras_labels = keras_model.predict(data.x_test, batch_size=PREDICT_BATCH, verbose=0).argmax(-1)
     path = save_model(to_onnx(keras_model, data.x_train[:1]), folder / MODEL_FILE)

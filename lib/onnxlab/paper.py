@@ -109,6 +109,9 @@ PARK2019_TRAINING = {"learning_rate": 0.01, "epochs": 100, "batch_size": 200}
 #: LeCun, Bottou, Bengio, Haffner 1998, "Gradient-based learning applied to document recognition": MNIST test
 #: error rates of the LeNets (tanh-like squashing, no distortions).
 LECUN1998_ERROR_RATES: dict[str, float] = {"LeNet-1": 0.017, "LeNet-4": 0.011, "LeNet-5": 0.0095}
+#: LeCun et al. 1998: MNIST test error of LeNet-5 trained with randomly distorted copies of the training images
+#: (affine: translation, scaling, squeezing, shearing).
+LECUN1998_DISTORTED_ERROR_RATES: dict[str, float] = {"LeNet-5": 0.008}
 
 #: Hunsberger & Eliasmith 2015, "Spiking deep networks with LIF neurons": spiking LIF network on MNIST (a larger
 #: network than the LeNets), test error rate.

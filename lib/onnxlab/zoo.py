@@ -378,7 +378,7 @@ DL_MODELS: dict[str, DLSpec] = {spec.name: spec for spec in (
 def train_keras_classifier(model, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int = 128,
                 learning_rate: float = 1e-3, seed: int = 0, from_logits: bool | None = None,
                 optimizer: str = "adam", schedule: str = "constant", shift_pixels: float = 0.0,
-                progress: str | None = None):
+                weight_decay: float = 0.0, progress: str | None = None):
     """Train a Keras image classifier (MNIST, CIFAR-10) with sparse cross-entropy (Adam at a constant rate by default).
 
     Parameters
@@ -395,6 +395,9 @@ def train_keras_classifier(model, x: np.ndarray, y: np.ndarray, *, epochs: int, 
     shift_pixels
         Data augmentation: each training image is shifted by a random offset of up to this many pixels
         vertically and horizontally (zero fill), drawn anew every epoch. 0 (default): the images as they are.
+    weight_decay
+        Decoupled weight decay (Loshchilov & Hutter 2019, as ``AdamW``): after every step each weight (biases
+        included) shrinks by ``weight_decay`` times the step's learning rate. 0 (default): none.
     progress
         If given, print one line per epoch (loss, accuracy) prefixed with it (`onnxlab.training.epoch_logger`).
 
@@ -410,15 +413,18 @@ def train_keras_classifier(model, x: np.ndarray, y: np.ndarray, *, epochs: int, 
     for name, value, known in (("optimizer", optimizer, optimizers()), ("schedule", schedule, schedules())):
         if value not in known:
             raise InvalidArgument(f"train_keras_classifier: unknown {name} {value!r}; known: {', '.join(known)}")
+    for name, value in (("shift_pixels", shift_pixels), ("weight_decay", weight_decay)):
+        if value < 0:
+            raise InvalidArgument(f"train_keras_classifier: {name} must be >= 0, got {value}")
     if from_logits is None:
         from_logits = getattr(model.layers[-1], "activation", None) is not keras.activations.softmax
     tf.random.set_seed(seed)
     steps = epochs * -(-len(x) // batch_size)
-    model.compile(optimizer=optimizers()[optimizer](schedules()[schedule](learning_rate, steps)),
+    # Keras' optimizers (TF >= 2.11) apply weight_decay decoupled from the gradient; None turns it off
+    model.compile(optimizer=optimizers()[optimizer](schedules()[schedule](learning_rate, steps),
+                                                    weight_decay=weight_decay or None),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits), metrics=["accuracy"])
     callbacks = [epoch_logger(progress, epochs)] if progress else []
-    if shift_pixels < 0:
-        raise InvalidArgument(f"train_keras_classifier: shift_pixels must be >= 0, got {shift_pixels}")
     if not shift_pixels:
         return model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True, callbacks=callbacks)
     shift = keras.layers.RandomTranslation(shift_pixels / x.shape[1], shift_pixels / x.shape[2],

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from onnxlab.bench import Comparison
 from onnxlab.errors import InvalidArgument
 
 #: Output lowpass (s) applied to both paths' spiking outputs before reading the class (K4's synapse).
@@ -244,21 +245,18 @@ def filtered_scores(outputs: np.ndarray, spiking: bool) -> np.ndarray:
     return filtered_scores_by_step(outputs)[:, -1]
 
 
-def timed_pair(runners: dict[str, Runner], x: np.ndarray, repeats: int) -> dict[str, float]:
-    """Each runner's median milliseconds per image over ``repeats`` runs on ``x``, interleaved (A, B, A, B, ...)
-    after one warm-up minibatch each."""
-    for runner in runners.values():
-        runner.run(x[:runner.minibatch_size])
-    seconds: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(repeats):
-        for name, runner in runners.items():
-            seconds[name].append(runner.run(x)[1])
-    return {name: 1000 * float(np.median(s)) / len(x) for name, s in seconds.items()}
+def timed_pair(runners: dict[str, Runner], x: np.ndarray, repeats: int, min_seconds: float = 0.0) -> Comparison:
+    """Both runners timed on ``x`` by `onnxlab.bench.compare`: one untimed run each, then runs in turn (order
+    rotated), ``repeats`` each at least and more until each has run ``min_seconds`` in total."""
+    from onnxlab.bench import compare
+
+    return compare({name: lambda runner=runner: runner.run(x) for name, runner in runners.items()},
+                   repeats=repeats, min_seconds=min_seconds)
 
 
 def compare_model(keras_model: Any, onnx_model: Any, x: np.ndarray, y: np.ndarray, modes: Iterable[Mode], *,
                   n_steps: int, minibatch_size: int, timed: Callable[[Mode], bool], n_timed: int, repeats: int,
-                  n_matched: int, n_seeds: int = 1, progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+                  n_matched: int, min_timed_seconds: float = 0.0, n_seeds: int = 1, progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
     """One row per mode: accuracies, max output difference, objects built, the planner each path got under
     `simulate`'s settings (`onnxlab.snn.simulate.inference_simulator`), and ms per image for both paths.
 
@@ -273,8 +271,11 @@ def compare_model(keras_model: Any, onnx_model: Any, x: np.ndarray, y: np.ndarra
         draws the neurons' initial voltages, shared by every image, so one draw moves the accuracy of all images
         together (the Table K4 CNN at scale 100 with a layer synapse scored 0.68 to 0.88 over five seeds).
     timed
-        Whether a mode is timed: on the first ``n_timed`` images, ``repeats`` interleaved runs per path (median),
-        under each of `TIMING_SETTINGS`.
+        Whether a mode is timed: on the first ``n_timed`` images, under each of `TIMING_SETTINGS`, both paths
+        taking turns (`timed_pair`), ``repeats`` runs each at least and more until each has run
+        ``min_timed_seconds``. Columns ``{path}_ms_per_image_{settings}`` (median run), ``ratio_{settings}``
+        (median of the per-turn ratios onnxlab / Converter), ``ratio_{settings}_q25`` / ``_q75`` (their quartiles)
+        and ``timed_runs_{settings}``.
     n_matched
         Images re-run from zero initial voltage on both paths for ``max_output_diff`` (spiking neurons start
         at random voltages, drawn in each network's neuron order, which differs between the two).
@@ -300,10 +301,13 @@ def compare_model(keras_model: Any, onnx_model: Any, x: np.ndarray, y: np.ndarra
                 runners = {name: Runner(b, settings, minibatch_size, steps) for name, b in built.items()}
                 try:
                     if time_it:
-                        ms = timed_pair(runners, x[:n_timed], repeats)
+                        x_timed = x[:n_timed]
+                        timing = timed_pair(runners, x_timed, repeats, min_timed_seconds)
                         for name in built:
-                            row[f"{name}_ms_per_image_{settings}"] = ms[name]
-                        row[f"ratio_{settings}"] = ms["onnxlab"] / ms["converter"]
+                            row[f"{name}_ms_per_image_{settings}"] = 1000 * timing[name].median / len(x_timed)
+                        (row[f"ratio_{settings}_q25"], row[f"ratio_{settings}"],
+                         row[f"ratio_{settings}_q75"]) = timing.paired_ratio_quartiles("onnxlab", "converter")
+                        row[f"timed_runs_{settings}"] = len(timing["onnxlab"].samples)
                     if settings == "simulate":  # every accuracy comes from simulate's settings
                         for name, runner in runners.items():
                             row.setdefault(f"{name}_planner_simulate", runner.planner)
