@@ -124,3 +124,13 @@ def test_regularisation_keys_only_the_non_spiking_cells():
             assert regularised.cell_settings(row) == {**TINY.cell_settings(row), "keras_shift_pixels": 2.0,
                                                       "keras_weight_decay": 0.05}, name
     assert "keras_weight_decay" not in TINY.cell_settings(ACTIVATIONS["ReLU"])
+
+
+def test_weight_decay_per_activation_keys_each_row_with_its_own_value():
+    per_row = TableSettings(**{**TINY.__dict__, "keras_weight_decay": {"Tanh": 0.05, "Sigmoid": 0.01}})
+    assert per_row.cell_settings(ACTIVATIONS["Tanh"])["keras_weight_decay"] == 0.05
+    assert per_row.cell_settings(ACTIVATIONS["Sigmoid"])["keras_weight_decay"] == 0.01
+    assert per_row.cell_settings(ACTIVATIONS["ReLU"]) == TINY.cell_settings(ACTIVATIONS["ReLU"])  # absent: none
+    typo = TableSettings(**{**TINY.__dict__, "keras_weight_decay": {"tanh": 0.05}})
+    with pytest.raises(InvalidArgument, match="keras_weight_decay names unknown activation.s. tanh; known: Tanh"):
+        typo.cell_settings(ACTIVATIONS["Tanh"])

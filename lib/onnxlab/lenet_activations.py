@@ -17,7 +17,7 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -71,7 +71,7 @@ class TableSettings:
         Training of the non-spiking networks (`onnxlab.zoo.train_keras_classifier`).
     keras_shift_pixels, keras_weight_decay
         Their regularisation: training images randomly shifted by up to this many pixels, and decoupled weight
-        decay (per unit of learning rate); 0: none.
+        decay (per unit of learning rate): one value, or activation name -> value (absent: 0); 0: none.
     recipe
         The spiking recipe; its ``neuron`` is set per row.
     n_steps
@@ -92,7 +92,7 @@ class TableSettings:
     keras_optimizer: str = "adam"
     keras_schedule: str = "cosine"
     keras_shift_pixels: float = 0.0
-    keras_weight_decay: float = 0.0
+    keras_weight_decay: float | Mapping[str, float] = 0.0
     recipe: SpikingRecipe = field(default_factory=SpikingRecipe)
     n_steps: int = 50
     dt: float = 0.001
@@ -114,8 +114,20 @@ class TableSettings:
         keras = {k: getattr(self, k) for k in ("keras_epochs", "keras_learning_rate", "keras_batch_size",
                                                "keras_optimizer", "keras_schedule")}
         # the regularisation keys only when used, so cells trained before they existed keep their cache keys
-        keras |= {k: getattr(self, k) for k in ("keras_shift_pixels", "keras_weight_decay") if getattr(self, k)}
+        regularisation = {"keras_shift_pixels": self.keras_shift_pixels,
+                          "keras_weight_decay": self.weight_decay(activation.name)}
+        keras |= {k: v for k, v in regularisation.items() if v}
         return keras | {"seed": self.recipe.seed}
+
+    def weight_decay(self, activation: str) -> float:
+        """The Keras weight decay of a non-spiking row (`keras_weight_decay`, resolved per activation)."""
+        if isinstance(self.keras_weight_decay, Mapping):
+            unknown = set(self.keras_weight_decay) - set(ACTIVATIONS)
+            if unknown:
+                raise InvalidArgument(f"keras_weight_decay names unknown activation(s) {', '.join(sorted(unknown))}; "
+                                      f"known: {', '.join(ACTIVATIONS)}")
+            return float(self.keras_weight_decay.get(activation, 0.0))
+        return float(self.keras_weight_decay)
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -164,7 +176,7 @@ def _keras_cell(network: str, activation: Activation, data: MnistArrays, setting
     train_keras_classifier(keras_model, data.x_train, data.y_train, epochs=settings.keras_epochs,
                 batch_size=settings.keras_batch_size, learning_rate=settings.keras_learning_rate,
                 optimizer=settings.keras_optimizer, schedule=settings.keras_schedule,
-                shift_pixels=settings.keras_shift_pixels, weight_decay=settings.keras_weight_decay,
+                shift_pixels=settings.keras_shift_pixels, weight_decay=settings.weight_decay(activation.name),
                 seed=settings.recipe.seed, progress=progress)
     train_seconds = time.perf_counter() - started
     keras_labels = keras_model.predict(data.x_test, batch_size=PREDICT_BATCH, verbose=0).argmax(-1)
