@@ -148,7 +148,8 @@ def test_train_keras_classifier_weight_decay_shrinks_the_weights(mnist_subset):
     decayed.set_weights(plain.get_weights())
     train_keras_classifier(plain, x, y, epochs=2, learning_rate=0.01)
     train_keras_classifier(decayed, x, y, epochs=2, learning_rate=0.01, weight_decay=5.0)
-    kernels = [(p.kernel.numpy(), d.kernel.numpy()) for p, d in zip(plain.layers, decayed.layers) if hasattr(p, "kernel")]
+    kernels = [(p.kernel.numpy(), d.kernel.numpy())
+               for p, d in zip(plain.layers, decayed.layers) if hasattr(p, "kernel")]
     assert len(kernels) == 3
     for p, d in kernels:
         assert np.linalg.norm(d) < 0.9 * np.linalg.norm(p)

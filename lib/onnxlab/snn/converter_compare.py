@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from onnxlab.bench import Comparison
+from onnxlab.bench import Comparison, compare
 from onnxlab.errors import InvalidArgument
 
 #: Output lowpass (s) applied to both paths' spiking outputs before reading the class (K4's synapse).
@@ -248,15 +248,14 @@ def filtered_scores(outputs: np.ndarray, spiking: bool) -> np.ndarray:
 def timed_pair(runners: dict[str, Runner], x: np.ndarray, repeats: int, min_seconds: float = 0.0) -> Comparison:
     """Both runners timed on ``x`` by `onnxlab.bench.compare`: one untimed run each, then runs in turn (order
     rotated), ``repeats`` each at least and more until each has run ``min_seconds`` in total."""
-    from onnxlab.bench import compare
-
     return compare({name: lambda runner=runner: runner.run(x) for name, runner in runners.items()},
                    repeats=repeats, min_seconds=min_seconds)
 
 
 def compare_model(keras_model: Any, onnx_model: Any, x: np.ndarray, y: np.ndarray, modes: Iterable[Mode], *,
                   n_steps: int, minibatch_size: int, timed: Callable[[Mode], bool], n_timed: int, repeats: int,
-                  n_matched: int, min_timed_seconds: float = 0.0, n_seeds: int = 1, progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+                  n_matched: int, min_timed_seconds: float = 0.0, n_seeds: int = 1,
+                  progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
     """One row per mode: accuracies, max output difference, objects built, the planner each path got under
     `simulate`'s settings (`onnxlab.snn.simulate.inference_simulator`), and ms per image for both paths.
 
