@@ -126,9 +126,11 @@ def test_regularisation_keys_only_the_non_spiking_cells():
     assert "keras_weight_decay" not in TINY.cell_settings(ACTIVATIONS["ReLU"])
 
 
-def test_weight_decay_per_activation_keys_each_row_with_its_own_value():
-    per_row = TableSettings(**{**TINY.__dict__, "keras_weight_decay": {"Tanh": 0.05, "Sigmoid": 0.01}})
-    assert per_row.cell_settings(ACTIVATIONS["Tanh"])["keras_weight_decay"] == 0.05
+def test_regularisation_per_activation_keys_each_row_with_its_own_values():
+    per_row = TableSettings(**{**TINY.__dict__, "keras_shift_pixels": {"Tanh": 2.0, "Sigmoid": 1.0},
+                               "keras_weight_decay": {"Tanh": 0.05, "Sigmoid": 0.01}})
+    assert per_row.regularisation("Tanh") == {"shift_pixels": 2.0, "weight_decay": 0.05}
+    assert per_row.cell_settings(ACTIVATIONS["Sigmoid"])["keras_shift_pixels"] == 1.0
     assert per_row.cell_settings(ACTIVATIONS["Sigmoid"])["keras_weight_decay"] == 0.01
     assert per_row.cell_settings(ACTIVATIONS["ReLU"]) == TINY.cell_settings(ACTIVATIONS["ReLU"])  # absent: none
     typo = TableSettings(**{**TINY.__dict__, "keras_weight_decay": {"tanh": 0.05}})

@@ -33,6 +33,10 @@ CACHE_KIND = "activation_error_rates"
 MODEL_FILE = "model.onnx"
 
 
+#: The regularisation settings of the non-spiking rows (`TableSettings.keras_<name>`, one value or per activation).
+REGULARISATION = ("shift_pixels", "weight_decay")
+
+
 #: The table's networks, in its column order: name -> builder (activation, logits=False) -> Keras model.
 NETWORKS: dict[str, Callable[..., Any]] = {"LeNet-1": lenet1, "LeNet-4": lenet4, "LeNet-5": lenet5}
 
@@ -71,7 +75,8 @@ class TableSettings:
         Training of the non-spiking networks (`onnxlab.zoo.train_keras_classifier`).
     keras_shift_pixels, keras_weight_decay
         Their regularisation: training images randomly shifted by up to this many pixels, and decoupled weight
-        decay (per unit of learning rate): one value, or activation name -> value (absent: 0); 0: none.
+        decay (per unit of learning rate). Each one value for every row, or activation name -> value (absent: 0);
+        0: none (`regularisation`).
     recipe
         The spiking recipe; its ``neuron`` is set per row.
     n_steps
@@ -91,7 +96,7 @@ class TableSettings:
     keras_batch_size: int = 128
     keras_optimizer: str = "adam"
     keras_schedule: str = "cosine"
-    keras_shift_pixels: float = 0.0
+    keras_shift_pixels: float | Mapping[str, float] = 0.0
     keras_weight_decay: float | Mapping[str, float] = 0.0
     recipe: SpikingRecipe = field(default_factory=SpikingRecipe)
     n_steps: int = 50
@@ -114,20 +119,23 @@ class TableSettings:
         keras = {k: getattr(self, k) for k in ("keras_epochs", "keras_learning_rate", "keras_batch_size",
                                                "keras_optimizer", "keras_schedule")}
         # the regularisation keys only when used, so cells trained before they existed keep their cache keys
-        regularisation = {"keras_shift_pixels": self.keras_shift_pixels,
-                          "keras_weight_decay": self.weight_decay(activation.name)}
-        keras |= {k: v for k, v in regularisation.items() if v}
-        return keras | {"seed": self.recipe.seed}
+        used = {f"keras_{k}": v for k, v in self.regularisation(activation.name).items() if v}
+        return keras | used | {"seed": self.recipe.seed}
 
-    def weight_decay(self, activation: str) -> float:
-        """The Keras weight decay of a non-spiking row (`keras_weight_decay`, resolved per activation)."""
-        if isinstance(self.keras_weight_decay, Mapping):
-            unknown = set(self.keras_weight_decay) - set(ACTIVATIONS)
-            if unknown:
-                raise InvalidArgument(f"keras_weight_decay names unknown activation(s) {', '.join(sorted(unknown))}; "
-                                      f"known: {', '.join(ACTIVATIONS)}")
-            return float(self.keras_weight_decay.get(activation, 0.0))
-        return float(self.keras_weight_decay)
+    def regularisation(self, activation: str) -> dict[str, float]:
+        """``shift_pixels`` and ``weight_decay`` of a non-spiking row (`keras_shift_pixels`, `keras_weight_decay`,
+        resolved per activation): arguments of `onnxlab.zoo.train_keras_classifier`."""
+        resolved = {}
+        for name in REGULARISATION:
+            value = getattr(self, f"keras_{name}")
+            if isinstance(value, Mapping):
+                unknown = set(value) - set(ACTIVATIONS)
+                if unknown:
+                    raise InvalidArgument(f"keras_{name} names unknown activation(s) {', '.join(sorted(unknown))}; "
+                                          f"known: {', '.join(ACTIVATIONS)}")
+                value = value.get(activation, 0.0)
+            resolved[name] = float(value)
+        return resolved
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -176,8 +184,7 @@ def _keras_cell(network: str, activation: Activation, data: MnistArrays, setting
     train_keras_classifier(keras_model, data.x_train, data.y_train, epochs=settings.keras_epochs,
                 batch_size=settings.keras_batch_size, learning_rate=settings.keras_learning_rate,
                 optimizer=settings.keras_optimizer, schedule=settings.keras_schedule,
-                shift_pixels=settings.keras_shift_pixels, weight_decay=settings.weight_decay(activation.name),
-                seed=settings.recipe.seed, progress=progress)
+                seed=settings.recipe.seed, progress=progress, **settings.regularisation(activation.name))
     train_seconds = time.perf_counter() - started
     keras_labels = keras_model.predict(data.x_test, batch_size=PREDICT_BATCH, verbose=0).argmax(-1)
     path = save_model(to_onnx(keras_model, data.x_train[:1]), folder / MODEL_FILE)
