@@ -113,17 +113,21 @@ def test_layer_synapse_is_simulated_stored_and_compared(data, tmp_path):
     assert cell["error_rate"] == cell["error_rate_after_roundtrip"] and cell["identical_predictions"] == 1.0
 
 
-def test_regularisation_keys_only_the_non_spiking_cells():
-    """Shifts and weight decay change the cache key of Tanh/Sigmoid/ReLU cells only, and only when used (cells
-    trained before the settings existed keep their keys)."""
+def test_regularisation_keys_the_rows_it_applies_to():
+    """A shift for every row keys every cell (a spiking row's through its recipe's pre-training shift); weight decay
+    keys the non-spiking cells only; both only when used (cells trained before they existed keep their keys)."""
     regularised = TableSettings(**{**TINY.__dict__, "keras_shift_pixels": 2.0, "keras_weight_decay": 0.05})
     for name, row in ACTIVATIONS.items():
         if row.spiking_pipeline:
-            assert regularised.cell_settings(row) == TINY.cell_settings(row), name
+            assert regularised.row_recipe(row) == TINY.row_recipe(row).replace(keras_shift_pixels=2.0), name
+            assert regularised.cell_settings(row) != TINY.cell_settings(row), name
         else:
             assert regularised.cell_settings(row) == {**TINY.cell_settings(row), "keras_shift_pixels": 2.0,
                                                       "keras_weight_decay": 0.05}, name
     assert "keras_weight_decay" not in TINY.cell_settings(ACTIVATIONS["ReLU"])
+    decayed_lif = TableSettings(**{**TINY.__dict__, "keras_weight_decay": {"LIF": 0.01}})
+    with pytest.raises(InvalidArgument, match="the spiking recipe has no weight decay, but LIF was given 0.01"):
+        decayed_lif.cell_settings(ACTIVATIONS["LIF"])
 
 
 def test_regularisation_per_activation_keys_each_row_with_its_own_values():
@@ -133,6 +137,9 @@ def test_regularisation_per_activation_keys_each_row_with_its_own_values():
     assert per_row.cell_settings(ACTIVATIONS["Sigmoid"])["keras_shift_pixels"] == 1.0
     assert per_row.cell_settings(ACTIVATIONS["Sigmoid"])["keras_weight_decay"] == 0.01
     assert per_row.cell_settings(ACTIVATIONS["ReLU"]) == TINY.cell_settings(ACTIVATIONS["ReLU"])  # absent: none
+    soft = TableSettings(**{**TINY.__dict__, "keras_shift_pixels": {"SoftLIFRate": 2.0}})
+    assert soft.row_recipe(ACTIVATIONS["SoftLIFRate"]).keras_shift_pixels == 2.0
+    assert soft.cell_settings(ACTIVATIONS["LIF"]) == TINY.cell_settings(ACTIVATIONS["LIF"])
     typo = TableSettings(**{**TINY.__dict__, "keras_weight_decay": {"tanh": 0.05}})
     with pytest.raises(InvalidArgument, match="keras_weight_decay names unknown activation.s. tanh; known: Tanh"):
         typo.cell_settings(ACTIVATIONS["Tanh"])

@@ -74,11 +74,14 @@ class TableSettings:
     keras_epochs, keras_learning_rate, keras_batch_size, keras_optimizer, keras_schedule
         Training of the non-spiking networks (`onnxlab.zoo.train_keras_classifier`).
     keras_shift_pixels, keras_weight_decay
-        Their regularisation: training images randomly shifted by up to this many pixels, and decoupled weight
-        decay (per unit of learning rate). Each one value for every row, or activation name -> value (absent: 0);
-        0: none (`regularisation`).
+        Regularisation of the Keras training: training images randomly shifted by up to this many pixels, and
+        decoupled weight decay (per unit of learning rate). Each one value for every row, or activation name ->
+        value (absent: 0); 0: none (`regularisation`). A spiking-pipeline row's shift applies to its Keras
+        pre-training (`row_recipe`); weight decay applies to non-spiking rows only (a mapping that gives a spiking
+        row one is refused).
     recipe
-        The spiking recipe; its ``neuron`` is set per row.
+        The spiking recipe; its ``neuron`` (and pre-training shift, where ``keras_shift_pixels`` names the row) is
+        set per row.
     n_steps
         Simulation steps per test image of spiking networks (dt = ``dt``).
     dt, synapse
@@ -112,7 +115,7 @@ class TableSettings:
     def cell_settings(self, activation: Activation) -> dict[str, Any]:
         """The settings a cell of this row depends on (its cache key, and what its table row records)."""
         if activation.spiking_pipeline:
-            recipe = self.recipe.replace(neuron=activation.neuron)
+            recipe = self.row_recipe(activation)
             key = {"recipe": recipe.key_settings, "n_steps": self.n_steps, "dt": self.dt, "synapse": self.synapse}
             filtered = recipe.file_simulation(self.simulation).layer_synapse  # none for a rate neuron
             return key | ({"layer_synapse": filtered} if filtered is not None else {})
@@ -123,8 +126,8 @@ class TableSettings:
         return keras | used | {"seed": self.recipe.seed}
 
     def regularisation(self, activation: str) -> dict[str, float]:
-        """``shift_pixels`` and ``weight_decay`` of a non-spiking row (`keras_shift_pixels`, `keras_weight_decay`,
-        resolved per activation): arguments of `onnxlab.zoo.train_keras_classifier`."""
+        """``shift_pixels`` and ``weight_decay`` of a row (`keras_shift_pixels`, `keras_weight_decay`, resolved per
+        activation): arguments of `onnxlab.zoo.train_keras_classifier`."""
         resolved = {}
         for name in REGULARISATION:
             value = getattr(self, f"keras_{name}")
@@ -136,6 +139,16 @@ class TableSettings:
                 value = value.get(activation, 0.0)
             resolved[name] = float(value)
         return resolved
+
+    def row_recipe(self, activation: Activation) -> SpikingRecipe:
+        """The spiking recipe of a spiking-pipeline row: `recipe` with the row's neuron, and its pre-training shift
+        where `keras_shift_pixels` gives the row one."""
+        regularisation = self.regularisation(activation.name)
+        if isinstance(self.keras_weight_decay, Mapping) and regularisation["weight_decay"]:
+            raise InvalidArgument(f"keras_weight_decay: the spiking recipe has no weight decay, but {activation.name} "
+                                  f"was given {regularisation['weight_decay']:g}")
+        shift = {"keras_shift_pixels": regularisation["shift_pixels"]} if regularisation["shift_pixels"] else {}
+        return self.recipe.replace(neuron=activation.neuron, **shift)
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -202,7 +215,7 @@ def _spiking_cell(network: str, activation: Activation, data: MnistArrays, setti
                   folder: Path, progress: str | None) -> dict[str, Any]:
     from onnxlab.snn.recipe import evaluate, round_trip, train_snn
 
-    recipe = settings.recipe.replace(neuron=activation.neuron)
+    recipe = settings.row_recipe(activation)
     build = NETWORKS[network]
     trained = train_snn(lambda act: build(act, logits=True), recipe, data.x_train, data.y_train,
                         simulation=settings.simulation, x_eval=data.x_test, y_eval=data.y_test, progress=progress)
