@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any, Callable
 
 import onnx
 import pytest
@@ -163,11 +164,23 @@ def lab_server():
             Path(log.name).unlink(missing_ok=True)
 
 
-def _run_cell(driver, index: int, condition, what: str, keys):
-    """Run the ``index``-th cell with Shift+Enter and wait for ``condition``; run it again if it stays queued.
+def _open_notebook(driver, url: str) -> None:
+    """Load the notebook page and wait until its cells show and the onnxlab kernel is idle."""
+    driver.get(url)
+    wait_for(driver, lambda d: visible(d, ".jp-Notebook .jp-Cell"), "the notebook's cells")
+    kernel = wait_for(driver, lambda d: visible(d, ".jp-Toolbar-kernelName"), "the kernel name")
+    wait_for(driver, lambda d: "onnxlab" in kernel.text, "the onnxlab kernel in the toolbar")
+    wait_for(driver, lambda d: visible(d, ".jp-Notebook-ExecutionIndicator[data-status='idle']"),
+             "the kernel to be idle")
+
+
+def _run_cell(driver, url: str, index: int, condition, what: str, keys) -> str:
+    """Run the ``index``-th cell with Shift+Enter and return ``condition``'s text; on a miss, reload and run again.
 
     On fresh clones CI saw cells stay queued ([*]) on a kernel the status bar showed idle (their execute requests
-    lost); running the cell again is what a person would do. The last try waits the full page timeout.
+    lost), once for all three tries of every cell: running the cell again in the same page did not help, so a miss
+    reloads the page (a new connection to the same kernel) first, as a person would. The last try waits the full
+    page timeout, and its failure names what never appeared.
     """
     for attempt in range(1, RUN_ATTEMPTS + 1):
         driver.find_elements("css selector", ".jp-Notebook .jp-Cell .jp-InputPrompt")[index].click()
@@ -176,7 +189,15 @@ def _run_cell(driver, index: int, condition, what: str, keys):
             return wait_for(driver, condition, what,
                             timeout=PAGE_TIMEOUT_S if attempt == RUN_ATTEMPTS else RUN_ATTEMPT_TIMEOUT_S)
         except pytest.fail.Exception:
-            continue
+            if attempt == RUN_ATTEMPTS:
+                raise
+            _open_notebook(driver, url)
+
+
+def _shown(selector: str, read) -> Callable[[Any], str | None]:
+    """A condition: ``read(element)`` of the first visible element matching ``selector`` (a string, so that a page
+    reload cannot make it stale), or None."""
+    return lambda d: (lambda e: read(e) if e else None)(visible(d, selector))
 
 
 def test_make_lab_runs_a_notebook_on_the_onnxlab_kernel_in_the_browser(lab_server, snn_lenet):
@@ -187,23 +208,19 @@ def test_make_lab_runs_a_notebook_on_the_onnxlab_kernel_in_the_browser(lab_serve
     folder.mkdir(parents=True, exist_ok=True)
     try:
         _probe_notebook(folder / "probe.ipynb", snn_lenet)
-        relative = (folder / "probe.ipynb").relative_to(ROOT).as_posix()
+        url = f"http://127.0.0.1:{port}/lab/tree/{(folder / 'probe.ipynb').relative_to(ROOT).as_posix()}?token={token}"
         with headless_chromium() as driver:
-            driver.get(f"http://127.0.0.1:{port}/lab/tree/{relative}?token={token}")
-            wait_for(driver, lambda d: visible(d, ".jp-Notebook .jp-Cell"), "the notebook's cells")
-            kernel = wait_for(driver, lambda d: visible(d, ".jp-Toolbar-kernelName"), "the kernel name")
-            wait_for(driver, lambda d: "onnxlab" in kernel.text, "the onnxlab kernel in the toolbar")
-            wait_for(driver, lambda d: visible(d, ".jp-Notebook-ExecutionIndicator[data-status='idle']"),
-                     "the kernel to be idle")
+            _open_notebook(driver, url)
             import_line = lambda d: next((e.text for e in d.find_elements(  # noqa: E731
                 "css selector", ".jp-OutputArea-output") if IMPORT_SENTINEL in e.text), None)
             cells = [(import_line, "onnxlab's import line"),
-                     (lambda d: visible(d, ".jp-OutputArea-output .widget-slider"), "the widget"),
-                     (lambda d: visible(d, ".jp-OutputArea-output iframe"), "the inline Netron view")]
-            shown = [_run_cell(driver, index, condition, what, Keys) for index, (condition, what) in enumerate(cells)]
-            printed, slider, frame = shown
+                     (_shown(".jp-OutputArea-output .widget-slider", lambda e: e.text), "the widget"),
+                     (_shown(".jp-OutputArea-output iframe", lambda e: e.get_attribute("src")),
+                      "the inline Netron view")]
+            printed, slider, frame_src = [_run_cell(driver, url, index, condition, what, Keys)
+                                          for index, (condition, what) in enumerate(cells)]
             assert str(ROOT / "lib" / "onnxlab") in printed and str(ROOT / ".venv") in printed
-            assert SLIDER_LABEL in slider.text and "7" in slider.text
-            assert frame.get_attribute("src").startswith("http://127.0.0.1:")
+            assert SLIDER_LABEL in slider and "7" in slider
+            assert frame_src.startswith("http://127.0.0.1:")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
