@@ -33,7 +33,7 @@ def residual_bn():
 def _outputs(built: Built, x: np.ndarray, steps: int) -> np.ndarray:
     runner = Runner(built, "simulate", len(x), steps)
     try:
-        return runner.run(x)[0]
+        return runner.run(x)
     finally:
         runner.close()
 
@@ -74,7 +74,7 @@ def test_simulate_plans_without_merging_where_the_greedy_plan_would_scatter(resi
     try:
         assert runner.planner == (PLANNER if synapse is None else UNMERGED_PLANNER)
         assert scatter_writes(runner.sim) == 0
-        planned = runner.run(x)[0]
+        planned = runner.run(x)
     finally:
         runner.close()
     with inference_simulator(built.network, dt=DT, minibatch_size=len(x), planners=(PLANNER,)) as greedy:

@@ -33,7 +33,7 @@ CACHE_KIND = "activation_error_rates"
 MODEL_FILE = "model.onnx"
 
 
-#: The regularisation settings of the non-spiking rows (`TableSettings.keras_<name>`, one value or per activation).
+#: The regularisation settings of the Keras training (`TableSettings.keras_<name>`, one value or per activation).
 REGULARISATION = ("shift_pixels", "weight_decay")
 
 

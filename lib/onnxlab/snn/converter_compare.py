@@ -217,14 +217,12 @@ class Runner:
             self.planner = "NengoDL's default"
             self._open.callback(self.sim.close)
 
-    def run(self, x: np.ndarray) -> tuple[np.ndarray, float]:
-        """Outputs (N, n_steps, n_out) of images ``x`` (N, ...) presented for ``n_steps``; and seconds taken."""
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Outputs (N, n_steps, n_out) of images ``x`` (N, ...) presented for ``n_steps`` (`timed_pair` times it)."""
         from onnxlab.snn.simulate import presented
 
         data = presented(x, self.n_steps, self.minibatch_size)
-        start = time.perf_counter()
-        out = self.sim.predict({self.built.input_node: data}, verbose=0)[self.built.output_probe]
-        return out[:len(x)], time.perf_counter() - start
+        return self.sim.predict({self.built.input_node: data}, verbose=0)[self.built.output_probe][:len(x)]
 
     def close(self) -> None:
         self._open.close()
@@ -310,7 +308,7 @@ def compare_model(keras_model: Any, onnx_model: Any, x: np.ndarray, y: np.ndarra
                     if settings == "simulate":  # every accuracy comes from simulate's settings
                         for name, runner in runners.items():
                             row.setdefault(f"{name}_planner_simulate", runner.planner)
-                            out = runner.run(x)[0]
+                            out = runner.run(x)
                             scores = filtered_scores(out, mode.spiking)
                             accuracies[name].append(float(np.mean(scores.argmax(-1) == y)))
                 finally:
@@ -356,7 +354,7 @@ def accuracy_by_step(keras_model: Any, onnx_model: Any, x: np.ndarray, y: np.nda
         for name, b in built.items():
             runner = Runner(b, "simulate", minibatch_size, n_steps)
             try:
-                scores = filtered_scores_by_step(runner.run(x)[0])
+                scores = filtered_scores_by_step(runner.run(x))
             finally:
                 runner.close()
             accuracies[name].append((scores.argmax(-1) == np.asarray(y)[:, None]).mean(0))
@@ -381,7 +379,7 @@ def _matched_difference(keras_model: Any, onnx_model: Any, mode: Mode, x: np.nda
         zero_initial_voltage(built.network)
         runner = Runner(built, "simulate", len(x), steps)
         try:
-            outputs.append(runner.run(x)[0])
+            outputs.append(runner.run(x))
         finally:
             runner.close()
     return float(np.abs(outputs[0] - outputs[1]).max())
