@@ -149,3 +149,25 @@ def test_compare_model_times_both_paths_in_turn_with_the_ratio_spread(residual_b
         assert row[f"ratio_{settings}_q25"] <= row[f"ratio_{settings}"] <= row[f"ratio_{settings}_q75"]
         assert row[f"timed_runs_{settings}"] == 2
     assert row["converter_accuracy"] == row["onnxlab_accuracy"]  # rate mode, same weights: same classes
+
+
+def test_timed_pair_prepares_each_input_once_and_times_only_the_simulation():
+    """The input tiling (`Runner.feed`, ~19 MB for 30 steps of 100 MNIST images) stays out of the timed calls."""
+    from onnxlab.snn.converter_compare import timed_pair
+
+    class Counting:
+        def __init__(self):
+            self.fed, self.predicted = 0, 0
+
+        def feed(self, x):
+            self.fed += 1
+            return {"input": x}
+
+        def predict(self, feed, n_images):
+            self.predicted += 1
+            return feed["input"][:n_images]
+
+    runners = {"converter": Counting(), "onnxlab": Counting()}
+    timing = timed_pair(runners, np.zeros((3, 2)), repeats=4)
+    assert [(r.fed, r.predicted) for r in runners.values()] == [(1, 5), (1, 5)]  # one untimed run, 4 timed
+    assert set(timing.timings) == set(runners)

@@ -195,7 +195,7 @@ def object_counts(network: Any) -> dict[str, int]:
 # --------------------------------------------------------------------------- simulating
 
 class Runner:
-    """One path's NengoDL simulator, built once, run on image batches; time per image measured per call."""
+    """One path's NengoDL simulator, built once, run on image batches."""
 
     def __init__(self, built: Built, settings: str, minibatch_size: int, n_steps: int):
         from onnxlab.reproducibility import import_nengo_dl
@@ -217,12 +217,20 @@ class Runner:
             self.planner = "NengoDL's default"
             self._open.callback(self.sim.close)
 
-    def run(self, x: np.ndarray) -> np.ndarray:
-        """Outputs (N, n_steps, n_out) of images ``x`` (N, ...) presented for ``n_steps`` (`timed_pair` times it)."""
+    def feed(self, x: np.ndarray) -> dict[Any, np.ndarray]:
+        """The simulator's input for images ``x`` (N, ...): each presented for ``n_steps``, the batch padded to a
+        whole number of minibatches (`onnxlab.snn.simulate.presented`)."""
         from onnxlab.snn.simulate import presented
 
-        data = presented(x, self.n_steps, self.minibatch_size)
-        return self.sim.predict({self.built.input_node: data}, verbose=0)[self.built.output_probe][:len(x)]
+        return {self.built.input_node: presented(x, self.n_steps, self.minibatch_size)}
+
+    def predict(self, feed: dict[Any, np.ndarray], n_images: int) -> np.ndarray:
+        """Outputs (n_images, n_steps, n_out) of a prepared ``feed`` (`feed`); this is what `timed_pair` times."""
+        return self.sim.predict(feed, verbose=0)[self.built.output_probe][:n_images]
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Outputs (N, n_steps, n_out) of images ``x`` (N, ...) presented for ``n_steps``."""
+        return self.predict(self.feed(x), len(x))
 
     def close(self) -> None:
         self._open.close()
@@ -245,9 +253,11 @@ def filtered_scores(outputs: np.ndarray, spiking: bool) -> np.ndarray:
 
 def timed_pair(runners: dict[str, Runner], x: np.ndarray, repeats: int, min_seconds: float = 0.0) -> Comparison:
     """Both runners timed on ``x`` by `onnxlab.bench.compare`: one untimed run each, then runs in turn (order
-    rotated), ``repeats`` each at least and more until each has run ``min_seconds`` in total."""
-    return compare({name: lambda runner=runner: runner.run(x) for name, runner in runners.items()},
-                   repeats=repeats, min_seconds=min_seconds)
+    rotated), ``repeats`` each at least and more until each has run ``min_seconds`` in total. Each runner's input
+    is prepared once, before timing (`Runner.feed`), so only the simulation is timed."""
+    feeds = {name: runner.feed(x) for name, runner in runners.items()}
+    return compare({name: lambda runner=runner, feed=feeds[name]: runner.predict(feed, len(x))
+                    for name, runner in runners.items()}, repeats=repeats, min_seconds=min_seconds)
 
 
 def compare_model(keras_model: Any, onnx_model: Any, x: np.ndarray, y: np.ndarray, modes: Iterable[Mode], *,
