@@ -151,8 +151,11 @@ def test_wrong_input_shape_is_reported():
 
 
 def test_only_onnx_weights_are_trainable_in_nengo_dl():
-    """Conv and dense weights train; transposes, pooling, concatenation and biases stay fixed."""
+    """Conv and dense weights train; transposes, pooling (a fixed convolution), concatenation and biases stay
+    fixed."""
     import nengo
+
+    from onnxlab.snn.transforms import is_pool_kernel
 
     built = to_nengo(to_snn(branching(), "LIF", max_rates=100, intercepts=0))
     trainable = {}
@@ -160,8 +163,10 @@ def test_only_onnx_weights_are_trainable_in_nengo_dl():
         kind = type(conn.transform).__name__
         if isinstance(conn.transform, nengo.Dense) and conn.pre_obj.size_out == 1:
             kind = "bias"
+        if isinstance(conn.transform, nengo.Convolution) and is_pool_kernel(conn.transform.init):
+            kind = "pooling"
         trainable.setdefault(kind, set()).add(built.network.config[conn].trainable is not False)  # None: default
-    assert trainable["Convolution"] == {True} and trainable["Dense"] == {True}
+    assert trainable["Convolution"] == {True} and trainable["Dense"] == {True} and trainable["pooling"] == {False}
     assert trainable["Sparse"] == {False} and trainable["bias"] == {False} and trainable["NoTransform"] == {False}
     # the ensembles' biases (which hold the folded ONNX biases) are fixed unless asked for
     assert {built.network.config[e].trainable for e in built.network.all_ensembles} == {False}

@@ -188,6 +188,28 @@ def test_average_pool_padding_count_include_pad_and_ceil_mode(opset, attrs):
     _check(_model(opset, [_node("AveragePool", ["x"], **attrs)]))
 
 
+@pytest.mark.parametrize("attrs, padding", [
+    (dict(kernel_shape=[2, 2], strides=[2, 2]), "valid"),
+    (dict(kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER", count_include_pad=1), "same"),
+    (dict(kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER"), None),  # padding left out of the count
+    (dict(kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1), None),  # a last window smaller than the kernel
+])
+def test_average_pool_is_a_fixed_convolution_where_every_window_divides_by_its_size(attrs, padding):
+    """NengoDL runs `pool_kernel`'s convolution faster than the sparse copy; both compute what ONNX Runtime does."""
+    import nengo
+
+    from onnxlab.snn.transforms import is_pool_kernel
+
+    snn = _check(_model(11, [_node("AveragePool", ["x"], **attrs)]))
+    network = to_nengo(snn).network
+    (pool,) = [c for c in network.all_connections if not isinstance(c.transform, nengo.transforms.NoTransform)]
+    if padding is None:
+        assert isinstance(pool.transform, nengo.Sparse)
+    else:
+        assert is_pool_kernel(pool.transform.init) and pool.transform.padding == padding
+        assert network.config[pool].trainable is False
+
+
 @pytest.mark.parametrize("opset", [9, 12, 13])
 def test_dropout_is_the_identity_at_inference(opset):
     inputs, inits = (["x", "ratio"], [_init("ratio", 0.3)]) if opset >= 12 else (["x"], [])

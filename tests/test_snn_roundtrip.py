@@ -131,6 +131,16 @@ def test_permutations_export_as_gather_and_come_back_as_the_same_sparse_transfor
     np.testing.assert_array_equal(sparse[0].init.toarray(), net.connections[0].transform.init.toarray())
 
 
+def test_pooling_exports_as_average_pool_and_comes_back_the_same():
+    """A pooling convolution (`pool_kernel`) is no weight: it leaves as AveragePool, and to_nengo builds it again."""
+    source, built, exported = _branching_round_trip()
+    ops = [n.op_type for n in exported.graph.node]
+    assert ops.count("AveragePool") == [n.op_type for n in source.graph.node].count("AveragePool") == 1
+    assert ops.count("Conv") == [n.op_type for n in source.graph.node].count("Conv")
+    before, after = parameters(built.network), parameters(to_nengo(exported).network)
+    assert before.keys() == after.keys() and max_abs_difference(before, after) == 0.0
+
+
 def test_max_abs_difference_counts_a_missing_tensor_as_zeros():
     before = {"bias0": np.zeros(3), "w": np.array([1.0, 2.0])}
     assert max_abs_difference(before, {"w": np.array([1.0, 2.0])}) == 0.0

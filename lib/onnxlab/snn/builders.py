@@ -455,6 +455,8 @@ def _pads_of(node: onnx.NodeProto, in_hw: tuple[int, ...], kernel: tuple[int, ..
 def _pool(b: Builder, node: onnx.NodeProto) -> None:
     """2-D pooling with pads, ``auto_pad``, ``count_include_pad`` (AveragePool 7+) and ``ceil_mode`` (10+).
 
+    Where every window divides by its full size (no padding, or Nengo's 'same' padding counted) the pooling is a
+    fixed ``nengo.Convolution`` (`transforms.pool_kernel`); elsewhere a sparse transform (`transforms.pool_transform`).
     MaxPool becomes average pooling over the same windows (padding excluded), with a note.
     """
     attrs = attributes(node)
@@ -484,6 +486,13 @@ def _pool(b: Builder, node: onnx.NodeProto) -> None:
         # a last window must start inside the input or its begin padding (as ONNX Runtime computes)
         out_hw = tuple(o - 1 if (o - 1) * st >= s + pads[i] else o
                        for i, (o, s, st) in enumerate(zip(out_hw, src.shape[1:], strides)))
+    out = b.pending((src.shape[0], *out_hw), node)
+    padding = _pool_padding(src.shape[1:], kernel, strides, pads, count_include_pad) if out_hw == floor_hw else None
+    if padding is not None:  # every window divides by its full size: a fixed convolution, faster than sparse
+        b.add_term(out, src, Call.of("nengo.Convolution", n_filters=src.shape[0], input_shape=src.shape,
+                                     kernel_size=kernel, strides=strides, padding=padding, channels_last=False,
+                                     init=Call.of("pool_kernel", src.shape[0], kernel)))
+        return
     settings: dict[str, Any] = {}
     if any(pads):
         settings["pads"] = tuple(pads)
@@ -491,8 +500,19 @@ def _pool(b: Builder, node: onnx.NodeProto) -> None:
         settings["count_include_pad"] = True
     if out_hw != floor_hw:
         settings["out_hw"] = out_hw
-    out = b.pending((src.shape[0], *out_hw), node)
     b.add_term(out, src, Call.of("pool_transform", src.shape, kernel, strides, **settings))
+
+
+def _pool_padding(in_hw: tuple[int, ...], kernel: tuple[int, ...], strides: tuple[int, ...], pads: list[int],
+                  count_include_pad: bool) -> str | None:
+    """The ``nengo.Convolution`` padding ('valid', 'same') with which `transforms.pool_kernel` computes this
+    average pooling, or None where a window must divide by fewer elements than its size (padding left out
+    of the count) or the pads are not Nengo's."""
+    if not any(pads):
+        return "valid"
+    if count_include_pad and pads == same_pads(in_hw, kernel, strides):
+        return "same"
+    return None
 
 
 @BUILDERS.register("GlobalAveragePool")

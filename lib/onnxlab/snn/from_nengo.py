@@ -5,7 +5,8 @@ of its incoming connections, each turned into ONNX ops by its transform:
 
 - ``nengo.Dense`` -> ``MatMul`` (matrix, stored (in, out)) or ``Mul`` (scalar or diagonal);
 - ``nengo.Convolution`` -> ``Conv`` (kernel remapped by `onnxlab.snn.layout`), with the
-  transposes a channels-last convolution needs;
+  transposes a channels-last convolution needs; one whose kernel averages each channel over its window
+  (`onnxlab.snn.transforms.pool_kernel`, how `to_nengo` builds pooling) -> ``AveragePool``;
 - ``nengo.Sparse`` -> ``Gather`` when it selects/permutes (one input of weight 1 per output),
   else ``Gather -> Mul -> ReduceSum`` over each output's non-zeros (`_gathered_sum`: pooling stays
   small and, re-imported, stays a fixed transform rather than a trainable dense matrix);
@@ -40,6 +41,7 @@ from onnxlab.formats import ONNX_OPSET, ONNX_SNN_DOMAIN, PRODUCER, finalize, uni
 from onnxlab.snn import layout
 from onnxlab.snn.neurons import NEURONS, install_functions
 from onnxlab.snn.simulation import Simulation
+from onnxlab.snn.transforms import is_pool_kernel
 
 #: Largest nengo.Sparse transform from a constant node folded through its dense matrix (elements).
 MAX_DENSE_FROM_SPARSE = 1 << 25
@@ -107,7 +109,8 @@ def _transform(g: _Graph, conn: Any, value: str, base: str) -> str:
 
 
 def _convolution(g: _Graph, t: Any, value: str, base: str) -> str:
-    """A nengo.Convolution as Reshape -> (Transpose) -> Conv -> (Transpose) -> Flatten."""
+    """A nengo.Convolution as Reshape -> (Transpose) -> Conv -> (Transpose) -> Flatten; a fixed averaging kernel
+    (`transforms.pool_kernel`, how `onnxlab.snn.to_nengo` builds pooling) as AveragePool instead of Conv."""
     in_shape = tuple(t.input_shape.shape)
     if t.channels_last:
         h, w, c = in_shape
@@ -124,8 +127,11 @@ def _convolution(g: _Graph, t: Any, value: str, base: str) -> str:
         from onnxlab.snn.builders import same_pads
 
         pads = same_pads((h, w), tuple(t.kernel_size), tuple(t.strides))
-    y = g.op("Conv", [x, g.const(f"{base}.kernel", layout.conv_kernel_to_onnx(kernel))], f"{base}.conv",
-             kernel_shape=list(t.kernel_size), strides=list(t.strides), pads=pads)
+    window = dict(kernel_shape=list(t.kernel_size), strides=list(t.strides), pads=pads)
+    if is_pool_kernel(t.init):  # padding, where there is any, counts (the kernel divides by the window's size)
+        y = g.op("AveragePool", [x], f"{base}.pool", count_include_pad=int(any(pads)), **window)
+    else:
+        y = g.op("Conv", [x, g.const(f"{base}.kernel", layout.conv_kernel_to_onnx(kernel))], f"{base}.conv", **window)
     if t.channels_last:
         y = g.op("Transpose", [y], f"{base}.to_nhwc", perm=[0, 2, 3, 1])
     return g.op("Flatten", [y], f"{base}.flat", axis=1)

@@ -14,6 +14,7 @@ from onnx import numpy_helper
 
 from onnxlab.formats import ONNX_SNN_DOMAIN
 from onnxlab.errors import InvalidArgument
+from onnxlab.snn.transforms import is_pool_kernel
 
 
 class _Numbered(dict):
@@ -23,7 +24,7 @@ class _Numbered(dict):
 
 
 def nengo_parameters(network: Any) -> dict[str, np.ndarray]:
-    """Role -> array for a Nengo network: Convolution kernels (kh, kw, in, out), Dense matrices
+    """Role -> array for a Nengo network: Convolution kernels (kh, kw, in, out) except pooling's, Dense matrices
     (out, in), bias transforms from constant nodes, and each ensemble's gain and bias (per neuron)."""
     import nengo
 
@@ -31,7 +32,8 @@ def nengo_parameters(network: Any) -> dict[str, np.ndarray]:
     for conn in network.all_connections:
         t = conn.transform
         if isinstance(t, nengo.Convolution):
-            params.add("conv", ".kernel", t.init)
+            if not is_pool_kernel(t.init):  # pooling is built as a fixed convolution; it holds no parameter
+                params.add("conv", ".kernel", t.init)
         elif isinstance(t, nengo.Dense) and np.ndim(t.init) == 2:
             if conn.pre_obj.size_out == 1:  # from a constant node: a bias
                 params.add("bias", "", t.init)

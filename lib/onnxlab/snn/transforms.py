@@ -120,6 +120,22 @@ def pool_transform(shape: tuple[int, int, int], kernel: tuple[int, int], strides
                    np.concatenate(values))
 
 
+def pool_kernel(channels: int, kernel: tuple[int, int]) -> np.ndarray:
+    """Kernel (kh, kw, channels, channels) of a ``nengo.Convolution`` that averages each channel over a
+    ``kernel`` window: the identity over channels divided by the window's size at every tap (how
+    ``nengo_dl.Converter`` pools). NengoDL runs it faster than `pool_transform`'s sparse copy (measured in
+    ``notebooks/snn_vs_converter.ipynb``) wherever every window divides by its full size."""
+    taps = int(np.prod(kernel))
+    return np.broadcast_to(np.eye(channels) / taps, (*kernel, channels, channels)).copy()
+
+
+def is_pool_kernel(kernel: np.ndarray) -> bool:
+    """True if ``kernel`` (kh, kw, in, out), a Nengo convolution kernel, is exactly `pool_kernel`'s."""
+    kernel = np.asarray(kernel)
+    return (kernel.ndim == 4 and kernel.shape[2] == kernel.shape[3]
+            and np.array_equal(kernel, pool_kernel(kernel.shape[2], kernel.shape[:2]).astype(kernel.dtype)))
+
+
 def reduce_mean_transform(shape: tuple[int, ...], axes: list[int], mean: bool = True):
     """Sparse transform of ``ReduceMean`` (or ``ReduceSum``, ``mean=False``) over sample ``axes``."""
     index = np.arange(int(np.prod(shape))).reshape(shape)
@@ -201,5 +217,5 @@ def batch_norm_offsets(scale: np.ndarray, offset: np.ndarray, mean: np.ndarray, 
 #: What a generated script imports from this module.
 SCRIPT_HELPERS = ("batch_norm_gains", "batch_norm_offsets", "bias_column", "broadcast_flat", "broadcast_neurons", "channel_bias",
                   "concat_transform", "dense_after_selection", "folded_bias", "load_weights", "pad_constant", "pad_index",
-                  "pad_transform", "pool_transform", "reduce_mean_transform", "scale_transform",
+                  "pad_transform", "pool_kernel", "pool_transform", "reduce_mean_transform", "scale_transform",
                   "selection_transform", "split_index", "transpose_index", "transpose_transform")
