@@ -186,3 +186,48 @@ def pytorch_style_cnn(opset=20, ir_version=10, rng=None):
                               producer_version="2.13.0")
     model.ir_version = ir_version
     return model
+
+
+#: Per-sample (C, H, W) of `one_channel_net`'s input: one channel, so `to_nengo` reads it channels-last at no cost.
+ONE_CHANNEL_SHAPE = (1, 8, 7)
+
+
+def _f32(name, value):
+    return numpy_helper.from_array(np.asarray(value, np.float32), name)
+
+
+def one_channel_net():
+    """Every layout-aware builder and the ops that read ONNX order, after a one-channel input:
+    Conv with explicit (asymmetric) pads -> Relu -> BatchNorm -> Mul -> 'same' Conv -> Add (residual) -> Relu,
+    then an average pool as a convolution, one with pads left out of the count (sparse, ONNX order), a
+    GlobalAveragePool, Flatten -> Gemm; the pooled map itself is an output too."""
+    rng = np.random.default_rng(17)
+    c = 4
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="c1", pads=[1, 0, 1, 1]),  # (4, 8, 6)
+        helper.make_node("Relu", ["c1"], ["r1"], name="r1"),
+        helper.make_node("BatchNormalization", ["r1", "s", "o", "m", "v"], ["bn"], name="bn"),
+        helper.make_node("Mul", ["bn", "k"], ["mul"], name="mul"),
+        helper.make_node("Conv", ["mul", "w2", "b2"], ["c2"], name="c2", pads=[1, 1, 1, 1]),
+        helper.make_node("Add", ["c2", "r1"], ["sum"], name="sum"),
+        helper.make_node("Relu", ["sum"], ["r2"], name="r2"),
+        helper.make_node("AveragePool", ["r2"], ["pool"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("AveragePool", ["r2"], ["pool_padded"], name="pool_padded", kernel_shape=[3, 3],
+                         strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("GlobalAveragePool", ["pool"], ["gap"], name="gap"),
+        helper.make_node("Flatten", ["pool_padded"], ["flat"], name="flat"),
+        helper.make_node("Gemm", ["flat", "fc", "fc_b"], ["y"], name="fc", transB=1),
+    ]
+    inits = [_f32("w1", rng.normal(0, 0.5, (c, 1, 3, 3))), _f32("b1", rng.normal(0, 0.1, c)),
+             _f32("s", rng.uniform(0.5, 1.5, c)), _f32("o", rng.normal(0, 0.1, c)),
+             _f32("m", rng.normal(0, 0.1, c)), _f32("v", rng.uniform(0.5, 2, c)),
+             _f32("k", rng.uniform(0.5, 2, (c, 1, 1))),
+             _f32("w2", rng.normal(0, 0.3, (c, c, 3, 3))), _f32("b2", rng.normal(0, 0.1, c)),
+             _f32("fc", rng.normal(0, 0.2, (5, c * 4 * 3))), _f32("fc_b", rng.normal(0, 0.1, 5))]
+    graph = helper.make_graph(nodes, "one_channel", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                                   ["N", *ONE_CHANNEL_SHAPE])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5]),
+                               helper.make_tensor_value_info("gap", TensorProto.FLOAT, ["N", c, 1, 1]),
+                               helper.make_tensor_value_info("pool", TensorProto.FLOAT, ["N", c, 4, 3])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)])
+    return finalize(model)

@@ -12,7 +12,7 @@ from onnxlab.snn.codegen import run_script, to_nengo_code
 from onnxlab.snn.parameters import nengo_parameters
 from onnxlab.snn.simulate import simulate
 from onnxlab.snn.to_nengo import to_nengo
-from tests.onnx_models import branching, keras_style_cnn, mlp
+from tests.onnx_models import branching, keras_style_cnn, mlp, one_channel_net
 
 nengo = pytest.importorskip("nengo")
 RNG = np.random.default_rng(11)
@@ -27,8 +27,8 @@ def _structure(network):
 
 
 @pytest.mark.filterwarnings("ignore:.*max pooling replaced by average pooling")
-@pytest.mark.parametrize("make", [mlp, lambda: branching(pool="MaxPool", batch_norm=True), keras_style_cnn],
-                         ids=["dense", "branching", "keras-style"])
+@pytest.mark.parametrize("make", [mlp, lambda: branching(pool="MaxPool", batch_norm=True), keras_style_cnn,
+                                  one_channel_net], ids=["dense", "branching", "keras-style", "channels-last"])
 def test_generated_script_builds_the_same_network(tmp_path, make):
     model = to_snn(make(), "LIF", params={"amplitude": 0.05}, max_rates=150, intercepts=-0.2)
     path = tmp_path / "model.onnx"

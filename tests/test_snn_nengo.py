@@ -40,19 +40,27 @@ def _passthrough_nodes(network):
 
 
 def test_keras_style_cnn_has_no_copies_and_matches_onnxruntime():
-    """Conv feeds the neurons directly and the Transpose before the flatten is folded into the dense matrix."""
+    """Conv feeds the neurons directly, channels-last: the NHWC -> NCHW Transpose in front of it and the one back
+    before the flatten only relabel (`to_nengo(channels_last=True)`, the default). Built channels-first, the
+    input's transpose is a copy and the one before the flatten is folded into the dense matrix."""
     import nengo
 
     snn = to_snn(keras_style_cnn(), "LIF", params={"amplitude": 0.05}, max_rates=200, intercepts=-0.5)
     report = verify(snn, RNG.normal(size=(5, 6, 5, 2)).astype(np.float32))
     assert report["y"].max_rel_err <= VERIFY_RTOL
     built = to_nengo(snn)
-    sparse = [c for c in built.network.all_connections if isinstance(c.transform, nengo.Sparse)]
+    assert not [c for c in built.network.all_connections if isinstance(c.transform, nengo.Sparse)]
+    assert [n.label for n in _passthrough_nodes(built.network)] == ["fc_bias"]  # the probed output
+    (conv,) = [c for c in built.network.all_connections if isinstance(c.transform, nengo.Convolution)]
+    assert conv.post_obj.ensemble is built.ensembles["r"] and conv.transform.channels_last
+    assert built.channels_last_layers == {"r": (3, 6, 5)}  # (C, H, W): a 'same' conv of 6x5 NHWC images
+
+    first = to_nengo(snn, channels_last=False)
+    sparse = [c for c in first.network.all_connections if isinstance(c.transform, nengo.Sparse)]
     assert [c.transform.shape for c in sparse] == [(60, 60)]  # only the input's NHWC -> NCHW transpose
     # left: the transposed input (a Convolution cannot absorb a permutation) and the probed output
-    assert [n.label for n in _passthrough_nodes(built.network)] == ["to_nchw", "fc_bias"]
-    (conv,) = [c for c in built.network.all_connections if isinstance(c.transform, nengo.Convolution)]
-    assert conv.post_obj.ensemble is built.ensembles["r"]
+    assert [n.label for n in _passthrough_nodes(first.network)] == ["to_nchw", "fc_bias"]
+    assert not first.channels_last_layers
 
 
 def test_a_linear_result_read_twice_is_built_once():

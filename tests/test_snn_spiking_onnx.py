@@ -60,8 +60,8 @@ def _nengo(snn, x, layers, n_steps=N_STEPS, at_rest=True):
             sim.run_steps(n_steps)
         filtered.append(sim.data[next(iter(model.filtered_outputs.values()))])
         raw.append(sim.data[next(iter(model.outputs.values()))])
-        for name in layers:
-            spikes[name].append(sim.data[probes[name]])
+        for name in layers:  # in the ONNX tensor's order, as the compiled file records them
+            spikes[name].append(model.in_onnx_order(name, sim.data[probes[name]]))
     return np.array(filtered), np.array(raw), {k: np.array(v) for k, v in spikes.items()}
 
 
@@ -205,7 +205,7 @@ def test_a_time_varying_input_is_read_one_step_at_a_time_as_a_nengo_node_would_g
             probe = nengo.Probe(model.ensembles[layer].neurons)
         with nengo.Simulator(model.network, dt=dt, progress_bar=False) as sim:
             sim.run_steps(n_steps)
-        np.testing.assert_array_equal(ours[layer + SPIKES_SUFFIX][i], sim.data[probe])
+        np.testing.assert_array_equal(ours[layer + SPIKES_SUFFIX][i], model.in_onnx_order(layer, sim.data[probe]))
         (out,) = [v for k, v in ours.items() if not k.endswith(SPIKES_SUFFIX)]
         reference = sim.data[next(iter(model.outputs.values()))]
         assert np.abs(out[i] - reference).max() <= OUTPUT_RTOL * np.abs(reference).max()

@@ -18,6 +18,13 @@ gets a passthrough node summing them. A pure permutation (a Transpose before a F
 a dense layer is folded into the dense matrix's column order. Passthrough nodes and sparse
 permutations each cost NengoDL a copy per time step: avoiding them halves the run time of a
 Keras-style CNN.
+
+Convolutions run faster in NengoDL channels-last. So a (C, H, W) tensor may be held *channels-last*
+(``Tensor.channels_last``: its flat values in (H, W, C) order) wherever that costs no copy: a tensor with one
+channel (or one pixel) is the same either way, a Transpose to or from (H, W, C) — what tf2onnx writes around a
+Keras network's convolutions — only relabels, and convolutions, pooling, neurons, BatchNorm and element-wise
+arithmetic keep the layout they are given. Every other op reads the tensor in ONNX order (`Builder.tensor`):
+a permutation, which a dense or sparse transform after it absorbs.
 """
 from __future__ import annotations
 
@@ -41,6 +48,10 @@ MAX_POOL_MODES = ("average", "error")
 #: it (PyTorch's ``x.view(x.size(0), -1)``: Shape -> Gather -> Unsqueeze -> Concat -> Reshape) keeps the
 #: batch axis apart, as `_reshape` expects.
 SHAPE_BATCH = 1
+#: `onnxlab.snn.transforms` helpers that return a ``nengo.Sparse`` transform: `Builder.add_term` composes them with
+#: a selection before them.
+SPARSE_HELPERS = ("concat_transform", "pad_transform", "pool_transform", "reduce_mean_transform", "scale_transform",
+                  "selection_transform", "sparse_product", "transpose_transform")
 #: Largest finite float32: Clip bounds at or beyond it are no bound at all (Clip-6's defaults).
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -75,6 +86,8 @@ class Tensor:
     shape: tuple[int, ...]
     terms: list[Term] = field(default_factory=list)
     label: str = ""
+    #: a (C, H, W) tensor whose flat values are in (H, W, C) order (see the module's docstring)
+    channels_last: bool = False
 
     @property
     def size(self) -> int:
@@ -85,9 +98,16 @@ class Tensor:
         """The pending constant terms (biases)."""
         return [t for t in self.terms if t.pre is None]
 
-    def alias(self, shape: tuple[int, ...]) -> "Tensor":
-        """The same values under another per-sample shape (flat order unchanged)."""
-        return Tensor(self.obj, tuple(int(s) for s in shape), self.terms, self.label)
+    def alias(self, shape: tuple[int, ...], channels_last: bool | None = None) -> "Tensor":
+        """The same values under another per-sample shape (flat order unchanged), held channels-last or not
+        (None: as this tensor)."""
+        return Tensor(self.obj, tuple(int(s) for s in shape), self.terms, self.label,
+                      self.channels_last if channels_last is None else channels_last)
+
+    @property
+    def layout(self) -> dict[str, bool]:
+        """Keyword arguments of the `transforms` helpers that make this tensor's per-element constants."""
+        return {"channels_last": True} if self.channels_last else {}
 
 
 class Builder:
@@ -95,8 +115,12 @@ class Builder:
 
     def __init__(self, model: onnx.ModelProto, weights: dict[str, np.ndarray], *, opset: int, rate: bool,
                  max_pool: str, seed: int = 0, layer_synapse: float | None = None, fold_biases: bool = True,
-                 trainable_ensembles: bool = False):
+                 trainable_ensembles: bool = False, channels_last: bool = True):
         self.model = model
+        #: hold (C, H, W) tensors channels-last where that costs no copy (the module's docstring)
+        self.channels_last = channels_last
+        #: tensor name -> the same values in ONNX order, for tensors held channels-last
+        self._in_onnx_order: dict[str, Tensor] = {}
         #: fold constant inputs of neuron layers into the ensembles' biases (`build_neuron`)
         self.fold_biases = fold_biases
         #: let NengoDL train the ensembles' biases (False: marked fixed, only ONNX weights train)
@@ -113,6 +137,8 @@ class Builder:
         self.net = NetworkDescription(model.graph.name or "onnx-snn")
         self.tensors: dict[str, Tensor] = {}
         self.ensembles: dict[str, Var] = {}
+        #: ensemble label -> (C, H, W) of the neuron layers held channels-last (their neurons in (H, W, C) order)
+        self.channels_last_layers: dict[str, tuple[int, int, int]] = {}
         self.notes: list[str] = []
         self._one: Var | None = None
         #: how often each tensor is read: pending tensors read more than once are built as a
@@ -151,13 +177,39 @@ class Builder:
         """Evaluate an index or weight expression now (for decisions the builder must make)."""
         return evaluate(expr, Environment(self.consts))
 
-    def tensor(self, name: str, node: onnx.NodeProto) -> Tensor:
-        """The tensor ``name`` as ``node`` reads it; still pending only if ``node`` is its sole reader."""
+    def tensor(self, name: str, node: onnx.NodeProto, any_layout: bool = False) -> Tensor:
+        """The tensor ``name`` as ``node`` reads it; still pending only if ``node`` is its sole reader.
+
+        In ONNX order, unless ``any_layout`` (for builders that honour `Tensor.channels_last`).
+        """
         if name not in self.tensors:
             raise SNNError(f"{node_label(node)}: input {name!r} is not produced by any supported op")
         tensor = self.tensors[name]
         if tensor.obj is None and self.uses.get(name, 0) > 1:
             self.obj(tensor)
+        if tensor.channels_last and not any_layout:
+            return self.in_onnx_order(name)
+        return tensor
+
+    def in_onnx_order(self, name: str) -> Tensor:
+        """The tensor ``name`` (held channels-last) in ONNX order: a permutation, made once."""
+        if name not in self._in_onnx_order:
+            src = self.tensors[name]
+            out = Tensor(None, src.shape, [], f"{src.label}.onnx_order")
+            c, h, w = src.shape
+            self.add_term(out, src, Call.of("transpose_transform", (h, w, c), [2, 0, 1]),
+                          index=Call.of("onnx_order_index", src.shape))
+            if self.uses.get(name, 0) > 1:
+                self.obj(out)
+            self._in_onnx_order[name] = out
+        return self._in_onnx_order[name]
+
+    def channels_last_view(self, tensor: Tensor) -> Tensor:
+        """``tensor`` held channels-last if it is, or can be at no cost (one channel or one pixel); else as it is."""
+        if tensor.channels_last or not self.channels_last or len(tensor.shape) != 3:
+            return tensor
+        if tensor.shape[0] == 1 or tensor.shape[1] * tensor.shape[2] == 1:
+            return tensor.alias(tensor.shape, channels_last=True)
         return tensor
 
     def sample_axis(self, axis: int, rank: int, node: onnx.NodeProto) -> int:
@@ -170,9 +222,10 @@ class Builder:
         return full - 1
 
     # -- writing
-    def pending(self, shape: tuple[int, ...], node: onnx.NodeProto, output: int = 0) -> Tensor:
+    def pending(self, shape: tuple[int, ...], node: onnx.NodeProto, output: int = 0,
+                channels_last: bool = False) -> Tensor:
         """A new pending tensor of per-sample ``shape`` for the node's ``output``."""
-        tensor = Tensor(None, tuple(int(s) for s in shape), [], node.name or node.output[output])
+        tensor = Tensor(None, tuple(int(s) for s in shape), [], node.name or node.output[output], channels_last)
         self.tensors[node.output[output]] = tensor
         return tensor
 
@@ -186,7 +239,18 @@ class Builder:
 
     def add_term(self, out: Tensor, pre: Tensor | Var, transform: Any = None, *, trainable: bool = False,
                  index: Any = None) -> None:
-        """Add ``transform(pre)`` to the pending tensor ``out``."""
+        """Add ``transform(pre)`` to the pending tensor ``out``.
+
+        A sparse ``transform`` (one of `SPARSE_HELPERS`) of a pending selection (e.g. a transpose) absorbs the
+        selection (`transforms.sparse_product`): one connection instead of a passthrough node and two.
+        """
+        if isinstance(pre, Tensor) and pre.obj is None and len(pre.terms) == 1 and pre.terms[0].index is not None \
+                and isinstance(transform, Call) and transform.function in SPARSE_HELPERS:
+            (selection,) = pre.terms
+            index = None if index is None else Call.of("np.take", selection.index, index)
+            out.terms.append(Term(selection.pre, Call.of("sparse_product", transform, selection.transform),
+                                  trainable, index))
+            return
         out.terms.append(Term(self.obj(pre) if isinstance(pre, Tensor) else pre, transform, trainable, index))
 
     def add_tensor(self, out: Tensor, src: Tensor) -> None:
@@ -279,7 +343,7 @@ BUILDERS = BuilderRegistry()
 
 @BUILDERS.register("Identity")
 def _identity(b: Builder, node: onnx.NodeProto) -> None:
-    src = b.tensor(node.input[0], node)
+    src = b.tensor(node.input[0], node, any_layout=True)
     b.tensors[node.output[0]] = src.alias(src.shape)
 
 
@@ -412,13 +476,23 @@ def _cast(b: Builder, node: onnx.NodeProto) -> None:
 
 @BUILDERS.register("Transpose")
 def _transpose(b: Builder, node: onnx.NodeProto) -> None:
-    src = b.tensor(node.input[0], node)
+    """A permutation (sparse); from (C, H, W) held channels-last to (H, W, C), or from (H, W, C) to a (C, H, W)
+    then held channels-last, only a relabelling of the same flat values."""
+    src = b.tensor(node.input[0], node, any_layout=True)
     rank = len(src.shape) + 1
     perm = list(attributes(node).get("perm", list(range(rank))[::-1]))
     if perm[0] != 0:
         raise SNNError(f"{node_label(node)}: permutes the batch axis (perm={perm})")
     sample_perm = [p - 1 for p in perm[1:]]
-    out = b.pending(np.empty(src.shape).transpose(sample_perm).shape, node)
+    shape = np.empty(src.shape).transpose(sample_perm).shape
+    if src.channels_last and sample_perm == [1, 2, 0]:
+        b.tensors[node.output[0]] = src.alias(shape, channels_last=False)
+        return
+    if b.channels_last and not src.channels_last and sample_perm == [2, 0, 1]:
+        b.tensors[node.output[0]] = src.alias(shape, channels_last=True)
+        return
+    src = b.tensor(node.input[0], node)
+    out = b.pending(shape, node)
     b.add_term(out, src, Call.of("transpose_transform", src.shape, sample_perm),
                index=Call.of("transpose_index", src.shape, sample_perm))
 
@@ -468,7 +542,7 @@ def _pool(b: Builder, node: onnx.NodeProto) -> None:
         note = f"{node_label(node)}: max pooling replaced by average pooling (spiking networks cannot take a max)"
         warnings.warn(note)
         b.notes.append(note)
-    src = b.tensor(node.input[0], node)
+    src = b.tensor(node.input[0], node, any_layout=True)
     if len(src.shape) != 3:
         raise SNNError(f"{node_label(node)}: only 2-D pooling of (C, H, W) tensors is supported, got {src.shape}")
     kernel = tuple(int(k) for k in attrs["kernel_shape"])
@@ -486,13 +560,16 @@ def _pool(b: Builder, node: onnx.NodeProto) -> None:
         # a last window must start inside the input or its begin padding (as ONNX Runtime computes)
         out_hw = tuple(o - 1 if (o - 1) * st >= s + pads[i] else o
                        for i, (o, s, st) in enumerate(zip(out_hw, src.shape[1:], strides)))
-    out = b.pending((src.shape[0], *out_hw), node)
     padding = _pool_padding(src.shape[1:], kernel, strides, pads, count_include_pad) if out_hw == floor_hw else None
     if padding is not None:  # every window divides by its full size: a fixed convolution, faster than sparse
-        b.add_term(out, src, Call.of("nengo.Convolution", n_filters=src.shape[0], input_shape=src.shape,
-                                     kernel_size=kernel, strides=strides, padding=padding, channels_last=False,
-                                     init=Call.of("pool_kernel", src.shape[0], kernel)))
+        src = b.channels_last_view(src)
+        out = b.pending((src.shape[0], *out_hw), node, channels_last=src.channels_last)
+        b.add_term(out, src, Call.of("nengo.Convolution", n_filters=src.shape[0], input_shape=_stored_shape(src),
+                                     kernel_size=kernel, strides=strides, padding=padding,
+                                     channels_last=src.channels_last, init=Call.of("pool_kernel", src.shape[0], kernel)))
         return
+    src = b.tensor(node.input[0], node)
+    out = b.pending((src.shape[0], *out_hw), node)
     settings: dict[str, Any] = {}
     if any(pads):
         settings["pads"] = tuple(pads)
@@ -667,7 +744,7 @@ def same_pads(in_hw: tuple[int, ...], kernel: tuple[int, ...], strides: tuple[in
 @BUILDERS.register("Conv")
 def _conv(b: Builder, node: onnx.NodeProto) -> None:
     """2-D convolution as ``nengo.Convolution`` ('valid' or 'same'); any other padding goes through a Pad first."""
-    src = b.tensor(node.input[0], node)
+    src = b.channels_last_view(b.tensor(node.input[0], node, any_layout=True))
     weight = b.const(node.input[1], node)
     settings, pads = _conv_settings(node, src, weight)
     kernel, strides = settings["kernel"], settings["strides"]
@@ -677,19 +754,28 @@ def _conv(b: Builder, node: onnx.NodeProto) -> None:
         padding = "same"
     else:  # explicit padding as a selection, then a 'valid' convolution
         padded = Tensor(None, (src.shape[0], src.shape[1] + pads[0] + pads[2], src.shape[2] + pads[1] + pads[3]),
-                        [], f"{node.name or node.output[0]}.pad")
-        b.add_term(padded, src, Call.of("pad_transform", src.shape, [0, *pads[:2], 0, *pads[2:]]))
+                        [], f"{node.name or node.output[0]}.pad", src.channels_last)
+        spatial = [*pads[:2], 0, *pads[2:], 0] if src.channels_last else [0, *pads[:2], 0, *pads[2:]]
+        b.add_term(padded, src, Call.of("pad_transform", _stored_shape(src), spatial))
         src, padding = padded, "valid"
     out_hw = tuple((s - k) // st + 1 if padding == "valid" else math.ceil(s / st)
                    for s, k, st in zip(src.shape[1:], kernel, strides))
-    transform = Call.of("nengo.Convolution", n_filters=int(weight.shape[0]), input_shape=src.shape,
-                        kernel_size=kernel, strides=strides, padding=padding, channels_last=False,
+    transform = Call.of("nengo.Convolution", n_filters=int(weight.shape[0]), input_shape=_stored_shape(src),
+                        kernel_size=kernel, strides=strides, padding=padding, channels_last=src.channels_last,
                         init=Call.of("layout.conv_kernel_from_onnx", Weight(node.input[1])))
-    out = b.pending((int(weight.shape[0]), *out_hw), node)
+    out = b.pending((int(weight.shape[0]), *out_hw), node, channels_last=src.channels_last)
     b.add_term(out, src, transform, trainable=True)
     if len(node.input) > 2 and node.input[2]:
         b.const(node.input[2], node)
-        b.add_bias(out, Call.of("channel_bias", Weight(node.input[2]), out.shape))
+        b.add_bias(out, Call.of("channel_bias", Weight(node.input[2]), out.shape, **out.layout))
+
+
+def _stored_shape(tensor: Tensor) -> tuple[int, ...]:
+    """The shape a (C, H, W) tensor's flat values have: (H, W, C) if it is held channels-last."""
+    if tensor.channels_last:
+        c, h, w = tensor.shape
+        return h, w, c
+    return tensor.shape
 
 
 def _is_permutation(index: np.ndarray | None) -> bool:
@@ -777,16 +863,19 @@ def _arithmetic(b: Builder, node: onnx.NodeProto) -> None:
         raise SNNError(f"{node_label(node)}: multiplies two network tensors, which is not linear")
     if node.op_type == "Div" and node.input[1] in tensors:
         raise SNNError(f"{node_label(node)}: divides by a network tensor, which is not linear")
-    out = b.pending(shape, node)
+    # channels-last if every tensor operand is held so, or can be at no cost, and one is
+    views = {t: b.channels_last_view(b.tensor(t, node, any_layout=True)) for t in tensors}
+    channels_last = all(v.channels_last for v in views.values()) and any(b.tensors[t].channels_last for t in tensors)
+    out = b.pending(shape, node, channels_last=channels_last)
     for position, name in enumerate(node.input):
         negate = node.op_type == "Sub" and position == 1
         if name in b.tensors:
-            src = b.tensor(name, node)
+            src = views[name] if channels_last else b.tensor(name, node)
             if node.op_type in ("Mul", "Div"):
                 const = node.input[1 - position]
                 _, expr = _per_sample_constant(b, node, const, shape)
                 gains = Call.of("broadcast_flat", Call.of("np.reciprocal", expr) if node.op_type == "Div" else expr,
-                                shape)
+                                shape, **out.layout)
                 b.add_term(out, src, Call.of("scale_transform", gains))
             elif negate:
                 b.add_term(out, src, -1.0)
@@ -794,7 +883,8 @@ def _arithmetic(b: Builder, node: onnx.NodeProto) -> None:
                 b.add_tensor(out, src)
         elif node.op_type in ("Add", "Sub"):
             _, expr = _per_sample_constant(b, node, name, shape)
-            b.add_bias(out, Call.of("bias_column", Call.of("np.negative", expr) if negate else expr, shape))
+            b.add_bias(out, Call.of("bias_column", Call.of("np.negative", expr) if negate else expr, shape,
+                                    **out.layout))
 
 
 BUILDERS.register("Add", "Sub", "Mul", "Div", since=7)(_arithmetic)
@@ -807,15 +897,16 @@ def _batch_norm(b: Builder, node: onnx.NodeProto) -> None:
         raise SNNError(f"{node_label(node)}: training_mode=1 normalises with batch statistics; not supported")
     if sum(1 for o in node.output if o) > 1:
         raise SNNError(f"{node_label(node)}: outputs running statistics (training); not supported")
-    src = b.tensor(node.input[0], node)
+    src = b.tensor(node.input[0], node, any_layout=True)
     eps = float(attributes(node).get("epsilon", 1e-5))
     for name in node.input[1:5]:
         b.const(name, node)
     scale, offset, mean, var = (Weight(n) for n in node.input[1:5])
-    out = b.pending(src.shape, node)
-    b.add_term(out, src, Call.of("scale_transform", Call.of("batch_norm_gains", scale, var, eps, src.shape)))
+    out = b.pending(src.shape, node, channels_last=src.channels_last)
+    b.add_term(out, src, Call.of("scale_transform", Call.of("batch_norm_gains", scale, var, eps, src.shape,
+                                                            **src.layout)))
     b.add_bias(out, Call.of("bias_column", Call.of("batch_norm_offsets", scale, offset, mean, var, eps, src.shape),
-                            src.shape))
+                            src.shape, **src.layout))
 
 
 @BUILDERS.register("Clip")
@@ -859,21 +950,23 @@ def build_neuron(b: Builder, node: onnx.NodeProto) -> None:
     params = op.parameters(attributes(node))
     if b.rate and op.spiking:
         op, params = rate_twin(op, params)
-    src = b.tensor(node.input[0], node)
+    src = b.tensor(node.input[0], node, any_layout=True)
     label, seed = node.name or node.output[0], b.seed + len(b.ensembles)
     gain_name, bias_name = node.input[1:3]
     for name in (gain_name, bias_name):
         _check_broadcast(node, b.const(name, node), src.shape)
-    bias = Call.of("broadcast_neurons", Weight(bias_name), src.shape)
+    bias = Call.of("broadcast_neurons", Weight(bias_name), src.shape, **src.layout)
     columns = [t.transform for t in src.bias_terms]
     if b.fold_biases and columns and len(columns) < len(src.terms):
         # J = gain * (x + c) + bias = gain * x + (bias + gain * c): the constant c needs no connection
-        bias = Call.of("folded_bias", Weight(bias_name), Weight(gain_name), src.shape, columns)
-        src = Tensor(None, src.shape, [t for t in src.terms if t.pre is not None], src.label)
+        bias = Call.of("folded_bias", Weight(bias_name), Weight(gain_name), src.shape, columns, **src.layout)
+        src = Tensor(None, src.shape, [t for t in src.terms if t.pre is not None], src.label, src.channels_last)
     ensemble = b.net.assign("ens", Call.of(
         "nengo.Ensemble", src.size, 1, neuron_type=Call.of(op.nengo_path, **params),
-        gain=Call.of("broadcast_neurons", Weight(gain_name), src.shape), bias=bias, label=label, seed=seed),
-        trainable=b.trainable_ensembles)
+        gain=Call.of("broadcast_neurons", Weight(gain_name), src.shape, **src.layout), bias=bias, label=label,
+        seed=seed), trainable=b.trainable_ensembles)
     b.feed(src, ensemble.neurons())
     b.ensembles[label] = ensemble
-    b.tensors[node.output[0]] = Tensor(ensemble.neurons(), src.shape, label=label)
+    if src.channels_last:
+        b.channels_last_layers[label] = src.shape
+    b.tensors[node.output[0]] = Tensor(ensemble.neurons(), src.shape, label=label, channels_last=src.channels_last)

@@ -111,8 +111,8 @@ INITIAL_STATES = ("rest", "nengo")
 def _nengo_initial_state(model: onnx.ModelProto) -> dict[str, dict[str, np.ndarray]]:
     """Neuron node name -> state variable -> initial values (flat, the ONNX tensor's order) of Nengo's build.
 
-    `to_nengo` keeps each ensemble's neurons in the flat order of the neuron node's tensor, and the ensembles'
-    seeds come from the file, so Nengo's builder draws the same values NengoDL starts from.
+    The ensembles' seeds come from the file, so Nengo's builder draws the same values NengoDL starts from; a layer
+    `to_nengo` holds channels-last is put back in ONNX order (`NengoModel.in_onnx_order`).
     """
     import nengo
 
@@ -120,7 +120,8 @@ def _nengo_initial_state(model: onnx.ModelProto) -> dict[str, dict[str, np.ndarr
 
     built = to_nengo(model)
     with nengo.Simulator(built.network, dt=Simulation.read(model).dt, progress_bar=False, optimize=False) as sim:
-        return {name: {var: np.array(sim.signals[sim.model.sig[ens.neurons][var]], np.float32)
+        return {name: {var: built.in_onnx_order(name, np.array(sim.signals[sim.model.sig[ens.neurons][var]],
+                                                                np.float32))
                        for var in neuron(ens.neuron_type.__class__.__name__).state}
                 for name, ens in built.ensembles.items()}
 

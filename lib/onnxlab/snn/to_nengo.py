@@ -49,7 +49,11 @@ class NengoModel:
     outputs
         ONNX output name -> unfiltered `nengo.Probe`; ``filtered_outputs`` use the file's synapse.
     ensembles
-        ONNX neuron node name -> its `nengo.Ensemble`.
+        ONNX neuron node name -> its `nengo.Ensemble`, its neurons in the flat order of the node's tensor — except
+        the layers in ``channels_last_layers``.
+    channels_last_layers
+        ONNX neuron node name -> (C, H, W), for the neuron layers held channels-last: neuron ``i`` of the ensemble
+        is element ``i`` of the tensor in (H, W, C) order (`in_onnx_order` puts values back in ONNX order).
     softmax_dropped
         Output names whose final Softmax (or LogSoftmax) was dropped (Nengo outputs the logits).
     notes
@@ -69,6 +73,15 @@ class NengoModel:
     softmax_dropped: set[str] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)
     description: NetworkDescription | None = None
+    channels_last_layers: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+
+    def in_onnx_order(self, layer: str, values: np.ndarray) -> np.ndarray:
+        """Per-neuron ``values`` (..., n_neurons) of ensemble ``layer`` in the flat order of its ONNX tensor."""
+        from onnxlab.snn.transforms import onnx_order_index
+
+        if layer not in self.channels_last_layers:
+            return values
+        return np.asarray(values)[..., onnx_order_index(self.channels_last_layers[layer])]
 
 
 @dataclass
@@ -83,6 +96,7 @@ class Description:
     simulation: Simulation
     softmax_dropped: set[str]
     notes: list[str]
+    channels_last_layers: dict[str, tuple[int, int, int]]
 
 
 def _input_shape(value: onnx.ValueInfoProto) -> tuple[int, ...]:
@@ -94,7 +108,7 @@ def _input_shape(value: onnx.ValueInfoProto) -> tuple[int, ...]:
 
 def describe(model: onnx.ModelProto | str | os.PathLike, *, rate: bool = False, max_pool: str = "average",
              filtered_probes: bool = True, layer_synapses: bool = True, fold_biases: bool = True,
-             trainable_ensembles: bool = False) -> Description:
+             trainable_ensembles: bool = False, channels_last: bool = True) -> Description:
     """Describe the Nengo network of an ONNX-SNN (or plain linear ONNX) model, without building it.
 
     Parameters are those of `to_nengo`.
@@ -114,7 +128,7 @@ def describe(model: onnx.ModelProto | str | os.PathLike, *, rate: bool = False, 
     simulation = Simulation.read(source)
     b = Builder(source, weights, opset=opset, rate=rate, max_pool=max_pool, seed=simulation.seed,
                 layer_synapse=simulation.layer_synapse if layer_synapses else None, fold_biases=fold_biases,
-                trainable_ensembles=trainable_ensembles)
+                trainable_ensembles=trainable_ensembles, channels_last=channels_last)
     graph_outputs = [o.name for o in source.graph.output]
     input_shapes, softmax_dropped = {}, set()
     for value in source.graph.input:
@@ -159,7 +173,7 @@ def describe(model: onnx.ModelProto | str | os.PathLike, *, rate: bool = False, 
     for name in graph_outputs:
         if name not in b.tensors:
             raise SNNError(f"output {name!r} is a constant or is not computed from the inputs")
-        tensor = b.tensors[name]
+        tensor = b.in_onnx_order(name) if b.tensors[name].channels_last else b.tensors[name]
         obj = b.obj(tensor)
         b.net.outputs[name] = b.net.assign("probe", Call.of("nengo.Probe", obj, synapse=None, label=name))
         if filtered_probes:
@@ -167,12 +181,12 @@ def describe(model: onnx.ModelProto | str | os.PathLike, *, rate: bool = False, 
                 "probe", Call.of("nengo.Probe", obj, synapse=simulation.synapse, label=f"{name} (filtered)"))
         output_shapes[name] = tensor.shape
     return Description(b.net, weights, input_shapes, output_shapes, b.ensembles, simulation, softmax_dropped,
-                       b.notes)
+                       b.notes, b.channels_last_layers)
 
 
 def to_nengo(model: onnx.ModelProto | str | os.PathLike, *, rate: bool = False,
              max_pool: str = "average", filtered_probes: bool = True, layer_synapses: bool = True,
-             fold_biases: bool = True, trainable_ensembles: bool = False) -> NengoModel:
+             fold_biases: bool = True, trainable_ensembles: bool = False, channels_last: bool = True) -> NengoModel:
     """Build a `nengo.Network` from an ONNX-SNN (or plain linear ONNX) model.
 
     Parameters
@@ -202,6 +216,11 @@ def to_nengo(model: onnx.ModelProto | str | os.PathLike, *, rate: bool = False,
         are trainable — as `nengo_dl.Converter` leaves a convolution's ensemble — and a trainable NengoDL graph
         runs several times faster (`snn_vs_converter` measures it). `onnxlab.snn.train.train_classifier` makes
         the ensembles trainable while it trains (``train_biases``).
+    channels_last
+        Hold (C, H, W) tensors channels-last wherever that costs no copy (one-channel inputs; the Transposes
+        tf2onnx writes around a Keras network's convolutions): NengoDL runs channels-last convolutions faster
+        (`snn_vs_converter` measures it). The network computes the same; such neuron layers order their neurons
+        (H, W, C) (``NengoModel.channels_last_layers``). False builds every tensor in ONNX order, as before.
 
     Raises
     ------
@@ -211,11 +230,11 @@ def to_nengo(model: onnx.ModelProto | str | os.PathLike, *, rate: bool = False,
     """
     described = describe(model, rate=rate, max_pool=max_pool, filtered_probes=filtered_probes,
                          layer_synapses=layer_synapses, fold_biases=fold_biases,
-                         trainable_ensembles=trainable_ensembles)
+                         trainable_ensembles=trainable_ensembles, channels_last=channels_last)
     net = described.network
     network, objects = net.realize(described.weights)
     return NengoModel(network, {k: v.evaluate_in(objects) for k, v in net.inputs.items()}, described.input_shapes,
                       {k: v.evaluate_in(objects) for k, v in net.outputs.items()},
                       {k: v.evaluate_in(objects) for k, v in net.filtered_outputs.items()}, described.output_shapes,
                       {k: v.evaluate_in(objects) for k, v in described.ensembles.items()}, described.simulation,
-                      described.softmax_dropped, described.notes, net)
+                      described.softmax_dropped, described.notes, net, described.channels_last_layers)

@@ -4,7 +4,10 @@ A script written by `onnxlab.snn.codegen` imports exactly these names (`SCRIPT_H
 module is kept small and stable: each function takes shapes (per sample, channels-first, as in
 the ONNX file) and constants, and returns an array or a ``nengo`` transform. Every tensor on the
 Nengo side is flat, in ONNX's row-major order, so a structural op (transpose, pooling, padding,
-concatenation, selection, reduction) is a sparse matrix from one flat vector to another.
+concatenation, selection, reduction) is a sparse matrix from one flat vector to another — except a
+(C, H, W) tensor that `to_nengo` keeps channels-last (flat in (H, W, C) order, as a channels-last
+``nengo.Convolution`` reads and writes it): the per-element constants of such a tensor are made with
+``channels_last=True``.
 """
 from __future__ import annotations
 
@@ -44,6 +47,25 @@ def transpose_transform(shape: tuple[int, ...], perm: list[int]):
     """Sparse transform permuting a flat tensor of per-sample ``shape`` by ``perm`` (sample axes)."""
     index = transpose_index(shape, perm)
     return selection_transform(index.size, index.size, index)
+
+
+def sparse_product(outer: Any, inner: Any):
+    """The sparse transform ``outer @ inner`` of two ``nengo.Sparse`` transforms applied one after the other
+    (``inner`` first): e.g. a transpose folded into the pooling that reads it."""
+    import nengo
+    import scipy.sparse
+
+    def matrix(t):
+        return scipy.sparse.coo_matrix((t.init.data, (t.init.indices[:, 0], t.init.indices[:, 1])), shape=t.init.shape)
+
+    product = (matrix(outer) @ matrix(inner)).tocoo()
+    rows, cols, data = product.row, product.col, product.data
+    n = product.shape[0]
+    if product.shape == (n, n) and len(data) != n and np.all(data == 1):
+        # NengoDL 3.6's identity test (graph_optimizer.remove_identity_muls) compares such a matrix's (nnz, 2)
+        # indices with (n, 2) ones and fails; one explicit zero entry makes it stop at the values instead
+        rows, cols, data = np.append(rows, 0), np.append(cols, 0), np.append(data, 0.0)
+    return nengo.Sparse(product.shape, indices=np.stack([rows, cols], axis=1), init=data)
 
 
 def dense_after_selection(init: np.ndarray, index: np.ndarray) -> np.ndarray:
@@ -167,28 +189,38 @@ def scale_transform(gains: np.ndarray):
     return _sparse(n, n, np.arange(n), np.arange(n), gains)
 
 
-def broadcast_flat(value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """``value`` broadcast (numpy rules) to per-sample ``shape``, flat, float64."""
-    return np.broadcast_to(np.asarray(value, np.float64), shape).ravel().copy()
+def onnx_order_index(shape: tuple[int, int, int]) -> np.ndarray:
+    """Flat index ``out[i] = in[index[i]]`` that puts a (C, H, W) tensor held channels-last, in (H, W, C)
+    order, back in ONNX order."""
+    c, h, w = shape
+    return transpose_index((h, w, c), [2, 0, 1])
 
 
-def bias_column(value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+def broadcast_flat(value: np.ndarray, shape: tuple[int, ...], channels_last: bool = False) -> np.ndarray:
+    """``value`` broadcast (numpy rules) to per-sample ``shape``, flat, float64; ``channels_last``: a (C, H, W)
+    ``shape`` flattened in (H, W, C) order."""
+    full = np.broadcast_to(np.asarray(value, np.float64), shape)
+    return (np.moveaxis(full, 0, -1) if channels_last else full).ravel().copy()
+
+
+def bias_column(value: np.ndarray, shape: tuple[int, ...], channels_last: bool = False) -> np.ndarray:
     """``value`` broadcast to per-sample ``shape``, as an (n, 1) transform from a constant node."""
-    return broadcast_flat(value, shape)[:, None]
+    return broadcast_flat(value, shape, channels_last)[:, None]
 
 
-def channel_bias(value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+def channel_bias(value: np.ndarray, shape: tuple[int, ...], channels_last: bool = False) -> np.ndarray:
     """A per-channel vector (C,) broadcast over (C, *spatial), as an (n, 1) transform (a Conv bias)."""
     value = np.asarray(value)
-    return bias_column(value.reshape((-1,) + (1,) * (len(shape) - 1)), shape)
+    return bias_column(value.reshape((-1,) + (1,) * (len(shape) - 1)), shape, channels_last)
 
 
-def broadcast_neurons(value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+def broadcast_neurons(value: np.ndarray, shape: tuple[int, ...], channels_last: bool = False) -> np.ndarray:
     """Per-neuron gain or bias: ``value`` broadcast to ``shape``, flat, float64."""
-    return broadcast_flat(np.asarray(value).astype(np.float64), shape)
+    return broadcast_flat(np.asarray(value).astype(np.float64), shape, channels_last)
 
 
-def folded_bias(bias: np.ndarray, gain: np.ndarray, shape: tuple[int, ...], columns: list[np.ndarray]) -> np.ndarray:
+def folded_bias(bias: np.ndarray, gain: np.ndarray, shape: tuple[int, ...], columns: list[np.ndarray],
+                channels_last: bool = False) -> np.ndarray:
     """An ensemble's bias with the constant input ``c`` (the sum of ``columns``) folded in: ``bias + gain * c``.
 
     A neuron computes J = gain * (x + c) + bias = gain * x + (bias + gain * c), so the constant needs no
@@ -197,14 +229,15 @@ def folded_bias(bias: np.ndarray, gain: np.ndarray, shape: tuple[int, ...], colu
     back exactly.
     """
     constant = np.sum([np.asarray(c, np.float64).ravel() for c in columns], axis=0)
-    folded = broadcast_neurons(bias, shape) + broadcast_neurons(gain, shape) * constant
+    folded = broadcast_neurons(bias, shape, channels_last) + broadcast_neurons(gain, shape, channels_last) * constant
     return folded.astype(np.float32).astype(np.float64)
 
 
-def batch_norm_gains(scale: np.ndarray, var: np.ndarray, eps: float, shape: tuple[int, ...]) -> np.ndarray:
+def batch_norm_gains(scale: np.ndarray, var: np.ndarray, eps: float, shape: tuple[int, ...],
+                     channels_last: bool = False) -> np.ndarray:
     """Inference batch norm's per-element gains ``scale / sqrt(var + eps)`` over per-sample ``shape`` (C, ...)."""
     a = np.asarray(scale, np.float64) / np.sqrt(np.asarray(var, np.float64) + eps)
-    return broadcast_flat(a.reshape((-1,) + (1,) * (len(shape) - 1)), shape)
+    return broadcast_flat(a.reshape((-1,) + (1,) * (len(shape) - 1)), shape, channels_last)
 
 
 def batch_norm_offsets(scale: np.ndarray, offset: np.ndarray, mean: np.ndarray, var: np.ndarray, eps: float,
@@ -216,6 +249,6 @@ def batch_norm_offsets(scale: np.ndarray, offset: np.ndarray, mean: np.ndarray, 
 
 #: What a generated script imports from this module.
 SCRIPT_HELPERS = ("batch_norm_gains", "batch_norm_offsets", "bias_column", "broadcast_flat", "broadcast_neurons", "channel_bias",
-                  "concat_transform", "dense_after_selection", "folded_bias", "load_weights", "pad_constant", "pad_index",
+                  "onnx_order_index", "concat_transform", "dense_after_selection", "folded_bias", "load_weights", "pad_constant", "pad_index",
                   "pad_transform", "pool_kernel", "pool_transform", "reduce_mean_transform", "scale_transform",
-                  "selection_transform", "split_index", "transpose_index", "transpose_transform")
+                  "selection_transform", "sparse_product", "split_index", "transpose_index", "transpose_transform")
