@@ -123,7 +123,10 @@ def test_steps_to_reach_counts_from_where_accuracy_stays_above(per_step, target,
     assert steps_to_reach(np.array(per_step), target) == expected
 
 
-def test_the_build_before_issue_17_feeds_biases_through_connections_into_trainable_ensembles(residual_bn):
+def test_the_build_before_issue_17_feeds_biases_through_connections_into_trainable_ensembles_channels_first(
+        residual_bn):
+    import nengo
+
     from onnxlab.snn import to_snn
     from onnxlab.snn.converter_compare import BEFORE_ISSUE_17_BUILD
     from onnxlab.snn.to_nengo import to_nengo
@@ -134,6 +137,9 @@ def test_the_build_before_issue_17_feeds_biases_through_connections_into_trainab
     assert len(before.network.all_connections) > len(now.network.all_connections)
     assert {before.network.config[e].trainable is not False for e in before.network.all_ensembles} == {True}
     assert {now.network.config[e].trainable for e in now.network.all_ensembles} == {False}
+    layouts = [{c.transform.channels_last for c in m.network.all_connections if isinstance(c.transform, nengo.Convolution)}
+               for m in (before, now)]
+    assert layouts == [{False}, {True}]  # the model's input has one channel: today's build reads it channels-last
 
 
 def test_compare_model_times_both_paths_in_turn_with_the_ratio_spread(residual_bn):
