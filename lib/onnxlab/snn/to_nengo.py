@@ -218,8 +218,8 @@ def to_nengo(model: onnx.ModelProto | str | os.PathLike, *, rate: bool = False,
         the ensembles trainable while it trains (``train_biases``).
     channels_last
         Hold (C, H, W) tensors channels-last wherever that costs no copy (one-channel inputs; the Transposes
-        tf2onnx writes around a Keras network's convolutions): NengoDL runs channels-last convolutions faster
-        (`snn_vs_converter` measures it). The network computes the same; such neuron layers order their neurons
+        tf2onnx writes around a Keras network's convolutions), as NengoDL runs channels-last convolutions faster.
+        The network computes the same; such neuron layers order their neurons
         (H, W, C) (``NengoModel.channels_last_layers``). False builds every tensor in ONNX order, as before.
 
     Raises
