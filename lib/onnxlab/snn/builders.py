@@ -196,9 +196,8 @@ class Builder:
         if name not in self._in_onnx_order:
             src = self.tensors[name]
             out = Tensor(None, src.shape, [], f"{src.label}.onnx_order")
-            c, h, w = src.shape
-            self.add_term(out, src, Call.of("transpose_transform", (h, w, c), [2, 0, 1]),
-                          index=Call.of("onnx_order_index", src.shape))
+            index = Call.of("onnx_order_index", src.shape)
+            self.add_term(out, src, Call.of("selection_transform", src.size, src.size, index), index=index)
             if self.uses.get(name, 0) > 1:
                 self.obj(out)
             self._in_onnx_order[name] = out
