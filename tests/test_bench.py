@@ -105,3 +105,32 @@ def test_real_clock_measures_real_work():
     result = compare({"x4": lambda: [np.sort(data) for _ in range(4)], "x1": lambda: np.sort(data)},
                      number=3, repeats=5, warmup=1)
     assert 1.5 < result.ratio("x4", "x1") < 10
+
+
+def test_cpu_time_is_measured_apart_from_wall_time():
+    """A candidate that waits (wall time, no CPU) and one that works: the CPU clock tells them apart."""
+    wall, cpu = FakeClock(), FakeClock()
+
+    def waits():
+        wall.now += 2.0
+
+    def works():
+        wall.now += 1.0
+        cpu.now += 1.0
+
+    result = compare({"waits": waits, "works": works}, repeats=3, warmup=0, clock=wall, cpu_clock=cpu)
+    assert result["waits"].median == pytest.approx(2.0) and result["waits"].cpu_median == pytest.approx(0.0)
+    assert result["works"].cpu_median == pytest.approx(1.0)
+    assert result.ratio("waits", "works") == pytest.approx(2.0)
+    np.testing.assert_allclose(result["works"].cpu_samples, 1.0)
+    assert result.cpu_ratio("works", "works") == pytest.approx(1.0)
+
+
+def test_real_cpu_clock_sees_work_but_not_sleep():
+    import time
+
+    data = np.random.default_rng(0).random(200_000)
+    result = compare({"sleeps": lambda: time.sleep(0.05), "sorts": lambda: [np.sort(data) for _ in range(5)]},
+                     repeats=3, warmup=0)
+    assert result["sleeps"].median >= 0.05 and result["sleeps"].cpu_median < 0.01
+    assert result["sorts"].cpu_median > 0.02  # five sorts of 200 000 values: tens of CPU milliseconds

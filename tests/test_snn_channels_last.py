@@ -71,6 +71,24 @@ def test_round_trip_through_from_nengo_rebuilds_the_same_channels_last_network(s
                                       np.asarray(value, np.float32), err_msg=role)
 
 
+def test_a_file_written_channels_first_builds_without_a_permutation(snn):
+    """A file whose neuron layers are flat in ONNX order (from_nengo of a channels-first build, as files written
+    before channels-last builds are): a free channels-last view of its one-channel input would make the first
+    convolution's output channels-last and cost a permutation before its neurons, so that convolution stays
+    channels-first, and the network is the channels-first build's."""
+    flat = from_nengo(to_nengo(snn, channels_last=False))
+    last, first = to_nengo(flat), to_nengo(flat, channels_last=False)
+    assert not last.channels_last_layers
+    kinds = [[(type(c.transform).__name__, c.transform.size_in, c.transform.size_out)
+              for c in built.network.all_connections] for built in (last, first)]
+    assert kinds[0] == kinds[1]  # no extra permutation (a square Sparse) and no extra node
+    assert len(last.network.all_nodes) == len(first.network.all_nodes)
+    assert [c.transform.channels_last for c in last.network.all_connections
+            if isinstance(c.transform, nengo.Convolution)] == [False] * 3
+    x = RNG.uniform(0, 1, (3, *SHAPE)).astype(np.float32)
+    np.testing.assert_array_equal(simulate(last, x, n_steps=10)["y"], simulate(first, x, n_steps=10)["y"])
+
+
 def test_keras_transposes_only_relabel_and_the_old_build_stays_available():
     """tf2onnx's NHWC -> NCHW Transpose in front of a Keras convolution and NCHW -> NHWC before its flatten cost
     nothing channels-last; ``channels_last=False`` builds both as before (a copy, a permutation in the dense)."""

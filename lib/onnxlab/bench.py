@@ -27,11 +27,16 @@ class Timing:
         Seconds for ``number`` consecutive calls, one value per repeat; shape (repeats,).
     number
         Calls per repeat.
+    cpu_samples
+        CPU seconds of this process (all its threads, ``time.process_time``) over the same calls; shape (repeats,).
+        On a machine whose cores are shared, wall time also measures what the others did, CPU time only the work
+        done here (it includes threads spinning while they wait, e.g. a multi-threaded ONNX Runtime session's).
     """
 
     name: str
     number: int
     samples: np.ndarray = field(default_factory=lambda: np.empty(0))
+    cpu_samples: np.ndarray = field(default_factory=lambda: np.empty(0))
 
     @property
     def median(self) -> float:
@@ -42,6 +47,11 @@ class Timing:
     def per_call(self) -> float:
         """Median seconds per single call."""
         return self.median / self.number
+
+    @property
+    def cpu_median(self) -> float:
+        """Median CPU seconds per repeat (``number`` calls)."""
+        return float(np.median(self.cpu_samples))
 
     @property
     def iqr(self) -> tuple[float, float]:
@@ -62,6 +72,10 @@ class Comparison:
     def ratio(self, numerator: str, denominator: str) -> float:
         """median(numerator) / median(denominator): > 1 means ``denominator`` is faster."""
         return self.timings[numerator].median / self.timings[denominator].median
+
+    def cpu_ratio(self, numerator: str, denominator: str) -> float:
+        """Median of the per-repeat CPU-time ratios numerator/denominator: > 1 means ``denominator`` does less work."""
+        return float(np.median(self.timings[numerator].cpu_samples / self.timings[denominator].cpu_samples))
 
     def paired_ratios(self, numerator: str, denominator: str) -> np.ndarray:
         """Per-repeat ratios numerator/denominator (same repeat, same machine state); shape (repeats,)."""
@@ -87,7 +101,7 @@ MAX_REPEATS = 200
 
 def compare(candidates: Mapping[str, Callable[[], object]], *, number: int = 1, repeats: int = 5,
             warmup: int = 1, min_seconds: float = 0.0, max_repeats: int = MAX_REPEATS,
-            clock: Clock = time.perf_counter) -> Comparison:
+            clock: Clock = time.perf_counter, cpu_clock: Clock = time.process_time) -> Comparison:
     """Time each candidate ``repeats`` times (``number`` calls each), interleaved; more where ``min_seconds`` asks.
 
     Parameters
@@ -105,6 +119,8 @@ def compare(candidates: Mapping[str, Callable[[], object]], *, number: int = 1, 
         Untimed calls per candidate before timing (session initialisation, graph tracing).
     clock
         Monotonic clock in seconds (injectable for tests).
+    cpu_clock
+        The process's CPU time in seconds (`Timing.cpu_samples`; injectable for tests).
     """
     if number < 1 or repeats < 1 or warmup < 0 or min_seconds < 0 or max_repeats < repeats:
         raise InvalidArgument(f"need number >= 1, repeats >= 1, warmup >= 0, min_seconds >= 0, max_repeats >= "
@@ -116,6 +132,7 @@ def compare(candidates: Mapping[str, Callable[[], object]], *, number: int = 1, 
         for _ in range(warmup):
             candidates[name]()
     samples: dict[str, list[float]] = {name: [] for name in names}
+    cpu_samples: dict[str, list[float]] = {name: [] for name in names}
 
     def more(r: int) -> bool:
         return r < repeats or (r < max_repeats and min(sum(s) for s in samples.values()) < min_seconds)
@@ -124,9 +141,10 @@ def compare(candidates: Mapping[str, Callable[[], object]], *, number: int = 1, 
     while more(r):
         for name in in_turn(names, r):
             fn = candidates[name]
-            start = clock()
+            start, cpu_start = clock(), cpu_clock()
             for _ in range(number):
                 fn()
             samples[name].append(clock() - start)
+            cpu_samples[name].append(cpu_clock() - cpu_start)
         r += 1
-    return Comparison({n: Timing(n, number, np.asarray(samples[n])) for n in names})
+    return Comparison({n: Timing(n, number, np.asarray(samples[n]), np.asarray(cpu_samples[n])) for n in names})

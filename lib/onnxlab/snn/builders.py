@@ -38,7 +38,8 @@ import numpy as np
 import onnx
 
 from onnxlab.errors import InvalidArgument, SNNError
-from onnxlab.graph import attributes, evaluate_node, node_label, string_attribute, use_counts
+from onnxlab.formats import ONNX_SNN_DOMAIN
+from onnxlab.graph import attributes, evaluate_node, is_default_domain, node_label, string_attribute, use_counts
 from onnxlab.snn.description import Call, Environment, NetworkDescription, Var, Weight, evaluate
 from onnxlab.snn.neurons import NEURONS, NeuronOp
 
@@ -144,6 +145,12 @@ class Builder:
         #: how often each tensor is read: pending tensors read more than once are built as a
         #: passthrough node rather than computed twice
         self.uses = use_counts(model.graph)
+        #: tensor name -> the nodes reading it
+        self.readers: dict[str, list[onnx.NodeProto]] = {}
+        for node in model.graph.node:
+            for name in set(node.input):
+                self.readers.setdefault(name, []).append(node)
+        self.graph_outputs = {o.name for o in model.graph.output}
 
     # -- reading the node
     def const(self, name: str, node: onnx.NodeProto) -> np.ndarray:
@@ -203,13 +210,33 @@ class Builder:
             self._in_onnx_order[name] = out
         return self._in_onnx_order[name]
 
-    def channels_last_view(self, tensor: Tensor) -> Tensor:
-        """``tensor`` held channels-last if it is, or can be at no cost (one channel or one pixel); else as it is."""
+    def channels_last_view(self, tensor: Tensor, output: str | None = None) -> Tensor:
+        """``tensor`` held channels-last if it is, or can be at no cost (one channel or one pixel); else as it is.
+
+        ``output``: the tensor the reading node makes from it in the same layout. A free view is taken only if every
+        reader of ``output`` keeps the layout (`reads_any_layout`): else the output, e.g. a convolution's before a
+        ``Flatten``, would need a permutation that holding it channels-first avoids.
+        """
         if tensor.channels_last or not self.channels_last or len(tensor.shape) != 3:
+            return tensor
+        if output is not None and not self.reads_any_layout(output):
             return tensor
         if tensor.shape[0] == 1 or tensor.shape[1] * tensor.shape[2] == 1:
             return tensor.alias(tensor.shape, channels_last=True)
         return tensor
+
+    def reads_any_layout(self, name: str) -> bool:
+        """True if tensor ``name`` is no graph output and every node reading it keeps a channels-last layout
+        (a neuron op, or an op whose builder is registered with ``keeps_layout``)."""
+        if name in self.graph_outputs:
+            return False
+        for node in self.readers.get(name, []):
+            if node.domain == ONNX_SNN_DOMAIN:
+                continue
+            builder = BUILDERS.lookup(node.op_type, self.opset) if is_default_domain(node.domain) else None
+            if builder is None or not builder.keeps_layout:
+                return False
+        return True
 
     def sample_axis(self, axis: int, rank: int, node: onnx.NodeProto) -> int:
         """ONNX ``axis`` of a tensor with ``rank`` sample axes (plus the batch) as a sample axis, 0-based."""
@@ -298,6 +325,8 @@ class OpBuilder:
     op_type: str
     since: int
     build: Callable[[Builder, onnx.NodeProto], None]
+    #: reads its tensor inputs in either layout (`Builder.tensor`'s ``any_layout``), keeping channels-last ones so
+    keeps_layout: bool = False
 
 
 class BuilderRegistry:
@@ -306,14 +335,15 @@ class BuilderRegistry:
     def __init__(self) -> None:
         self._entries: dict[str, list[OpBuilder]] = {}
 
-    def register(self, *op_types: str, since: int = 1):
-        """Decorator registering ``build(builder, node)`` for ``op_types`` from opset ``since`` on."""
+    def register(self, *op_types: str, since: int = 1, keeps_layout: bool = False):
+        """Decorator registering ``build(builder, node)`` for ``op_types`` from opset ``since`` on; ``keeps_layout``:
+        the builder reads its inputs in either layout (`OpBuilder.keeps_layout`)."""
         def decorate(build):
             for op_type in op_types:
                 entries = self._entries.setdefault(op_type, [])
                 if any(e.since == since for e in entries):
                     raise InvalidArgument(f"{op_type} already has a builder since opset {since}")
-                bisect.insort(entries, OpBuilder(op_type, since, build), key=lambda e: e.since)
+                bisect.insort(entries, OpBuilder(op_type, since, build, keeps_layout), key=lambda e: e.since)
             return build
         return decorate
 
@@ -340,7 +370,7 @@ BUILDERS = BuilderRegistry()
 
 # --------------------------------------------------------------------------- shape-only ops
 
-@BUILDERS.register("Identity")
+@BUILDERS.register("Identity", keeps_layout=True)
 def _identity(b: Builder, node: onnx.NodeProto) -> None:
     src = b.tensor(node.input[0], node, any_layout=True)
     b.tensors[node.output[0]] = src.alias(src.shape)
@@ -473,7 +503,7 @@ def _cast(b: Builder, node: onnx.NodeProto) -> None:
 
 # --------------------------------------------------------------------------- structural (sparse) ops
 
-@BUILDERS.register("Transpose")
+@BUILDERS.register("Transpose", keeps_layout=True)
 def _transpose(b: Builder, node: onnx.NodeProto) -> None:
     """A permutation (sparse); from (C, H, W) held channels-last to (H, W, C), or from (H, W, C) to a (C, H, W)
     then held channels-last, only a relabelling of the same flat values."""
@@ -524,7 +554,7 @@ def _pads_of(node: onnx.NodeProto, in_hw: tuple[int, ...], kernel: tuple[int, ..
     return [int(p) for p in attributes(node).get("pads", [0] * (2 * len(kernel)))]
 
 
-@BUILDERS.register("AveragePool", "MaxPool")
+@BUILDERS.register("AveragePool", "MaxPool", keeps_layout=True)
 def _pool(b: Builder, node: onnx.NodeProto) -> None:
     """2-D pooling with pads, ``auto_pad``, ``count_include_pad`` (AveragePool 7+) and ``ceil_mode`` (10+).
 
@@ -561,7 +591,7 @@ def _pool(b: Builder, node: onnx.NodeProto) -> None:
                        for i, (o, s, st) in enumerate(zip(out_hw, src.shape[1:], strides)))
     padding = _pool_padding(src.shape[1:], kernel, strides, pads, count_include_pad) if out_hw == floor_hw else None
     if padding is not None:  # every window divides by its full size: a fixed convolution, faster than sparse
-        src = b.channels_last_view(src)
+        src = b.channels_last_view(src, node.output[0])
         out = b.pending((src.shape[0], *out_hw), node, channels_last=src.channels_last)
         b.add_term(out, src, Call.of("nengo.Convolution", n_filters=src.shape[0], input_shape=_stored_shape(src),
                                      kernel_size=kernel, strides=strides, padding=padding,
@@ -740,10 +770,10 @@ def same_pads(in_hw: tuple[int, ...], kernel: tuple[int, ...], strides: tuple[in
     return [t // 2 for t in totals] + [t - t // 2 for t in totals]
 
 
-@BUILDERS.register("Conv")
+@BUILDERS.register("Conv", keeps_layout=True)
 def _conv(b: Builder, node: onnx.NodeProto) -> None:
     """2-D convolution as ``nengo.Convolution`` ('valid' or 'same'); any other padding goes through a Pad first."""
-    src = b.channels_last_view(b.tensor(node.input[0], node, any_layout=True))
+    src = b.channels_last_view(b.tensor(node.input[0], node, any_layout=True), node.output[0])
     weight = b.const(node.input[1], node)
     settings, pads = _conv_settings(node, src, weight)
     kernel, strides = settings["kernel"], settings["strides"]
@@ -886,10 +916,10 @@ def _arithmetic(b: Builder, node: onnx.NodeProto) -> None:
                                     **out.layout))
 
 
-BUILDERS.register("Add", "Sub", "Mul", "Div", since=7)(_arithmetic)
+BUILDERS.register("Add", "Sub", "Mul", "Div", since=7, keeps_layout=True)(_arithmetic)
 
 
-@BUILDERS.register("BatchNormalization", since=9)
+@BUILDERS.register("BatchNormalization", since=9, keeps_layout=True)
 def _batch_norm(b: Builder, node: onnx.NodeProto) -> None:
     """Inference batch norm as a per-channel affine map (`onnxlab.graph.fold_batch_norm` removes most first)."""
     if attributes(node).get("training_mode", 0):
