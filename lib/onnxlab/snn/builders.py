@@ -21,7 +21,8 @@ Keras-style CNN.
 
 Convolutions run faster in NengoDL channels-last. So a (C, H, W) tensor may be held *channels-last*
 (``Tensor.channels_last``: its flat values in (H, W, C) order) wherever that costs no copy: a tensor with one
-channel (or one pixel) is the same either way, a Transpose to or from (H, W, C) — what tf2onnx writes around a
+channel (or one pixel) is the same either way (read so only where the ops reading the result keep the layout,
+`Builder.reads_any_layout`), a Transpose to or from (H, W, C) — what tf2onnx writes around a
 Keras network's convolutions — only relabels, and convolutions, pooling, neurons, BatchNorm and element-wise
 arithmetic keep the layout they are given. Every other op reads the tensor in ONNX order (`Builder.tensor`):
 a permutation, which a dense or sparse transform after it absorbs.
