@@ -185,16 +185,19 @@ def _open_notebook(driver, url: str) -> None:
     but the page never connected to it); so a page whose kernel is not idle after `KERNEL_FIRST_START_S` is
     loaded once more, and only a second miss fails.
     """
-    for attempt in range(2):
+    def load() -> None:
         driver.get(url)
         wait_for(driver, lambda d: visible(d, ".jp-Notebook .jp-Cell"), "the notebook's cells")
         kernel = wait_for(driver, lambda d: visible(d, ".jp-Toolbar-kernelName"), "the kernel name")
         wait_for(driver, lambda d: "onnxlab" in kernel.text, "the onnxlab kernel in the toolbar")
-        deadline = time.monotonic() + KERNEL_FIRST_START_S
-        while attempt == 0 and time.monotonic() < deadline and not _kernel_idle(driver):
-            time.sleep(0.25)
-        if attempt == 0 and _kernel_idle(driver):
+
+    load()
+    deadline = time.monotonic() + KERNEL_FIRST_START_S
+    while time.monotonic() < deadline:
+        if _kernel_idle(driver):
             return
+        time.sleep(0.25)
+    load()
     wait_for(driver, _kernel_idle, "the kernel to be idle")
 
 

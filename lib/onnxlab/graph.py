@@ -132,6 +132,15 @@ def producers(graph: onnx.GraphProto) -> dict[str, onnx.NodeProto]:
     return {out: n for n in graph.node for out in n.output}
 
 
+def readers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
+    """Tensor name -> the nodes that read it (each once, in graph order); graph outputs are not nodes."""
+    found: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in dict.fromkeys(n for n in node.input if n):
+            found.setdefault(name, []).append(node)
+    return found
+
+
 def taken_names(graph: onnx.GraphProto) -> set[str]:
     """Every tensor and initializer name in use in ``graph`` (for picking fresh names)."""
     return ({i.name for i in graph.initializer} | {v for n in graph.node for v in [*n.input, *n.output]}

@@ -40,7 +40,8 @@ import onnx
 
 from onnxlab.errors import InvalidArgument, SNNError
 from onnxlab.formats import ONNX_SNN_DOMAIN
-from onnxlab.graph import attributes, evaluate_node, is_default_domain, node_label, string_attribute, use_counts
+from onnxlab.graph import (attributes, evaluate_node, is_default_domain, node_label, readers, string_attribute,
+                           use_counts)
 from onnxlab.snn.description import Call, Environment, NetworkDescription, Var, Weight, evaluate
 from onnxlab.snn.neurons import NEURONS, NeuronOp
 
@@ -147,10 +148,7 @@ class Builder:
         #: passthrough node rather than computed twice
         self.uses = use_counts(model.graph)
         #: tensor name -> the nodes reading it
-        self.readers: dict[str, list[onnx.NodeProto]] = {}
-        for node in model.graph.node:
-            for name in set(node.input):
-                self.readers.setdefault(name, []).append(node)
+        self.readers = readers(model.graph)
         self.graph_outputs = {o.name for o in model.graph.output}
 
     # -- reading the node
