@@ -30,6 +30,8 @@ DT = 0.001
 #: channels-first). The baseline of Table K4's evaluation speed. (Pooling as a fixed convolution has no setting;
 #: Table K4's network has no pooling.)
 BEFORE_ISSUE_17_BUILD: dict[str, bool] = {"fold_biases": False, "trainable_ensembles": True, "channels_last": False}
+#: ... and the neuron steps it was simulated with then: NengoDL's own (`Runner`'s ``fused_steps``).
+BEFORE_ISSUE_17_STEPS: dict[str, bool] = {"fused_steps": False}
 #: The NengoDL settings a path is timed under: onnxlab's `simulate` settings (greedy planner, inference only, no
 #: state kept between minibatches) and NengoDL's defaults (a trainable graph, the default planner).
 TIMING_SETTINGS = ("simulate", "nengo_dl_defaults")
@@ -197,9 +199,13 @@ def object_counts(network: Any) -> dict[str, int]:
 # --------------------------------------------------------------------------- simulating
 
 class Runner:
-    """One path's NengoDL simulator, built once, run on image batches."""
+    """One path's NengoDL simulator, built once, run on image batches.
 
-    def __init__(self, built: Built, settings: str, minibatch_size: int, n_steps: int):
+    ``fused_steps`` applies to the ``"simulate"`` settings (`onnxlab.snn.simulate.inference_simulator`); NengoDL's
+    defaults always build NengoDL's own neuron steps.
+    """
+
+    def __init__(self, built: Built, settings: str, minibatch_size: int, n_steps: int, *, fused_steps: bool = True):
         from onnxlab.reproducibility import import_nengo_dl
         from onnxlab.snn.simulate import inference_simulator
 
@@ -210,8 +216,8 @@ class Runner:
         # the simulator is not entered as a context (that would hold NengoDL's device scope open while the other
         # path runs)
         if settings == "simulate":
-            planned = self._open.enter_context(inference_simulator(built.network, dt=DT,
-                                                                   minibatch_size=minibatch_size))
+            planned = self._open.enter_context(inference_simulator(built.network, dt=DT, minibatch_size=minibatch_size,
+                                                                   fused_steps=fused_steps))
             self.sim, self.planner = planned.sim, planned.planner
         else:
             self.sim = import_nengo_dl().Simulator(built.network, dt=DT, minibatch_size=minibatch_size,

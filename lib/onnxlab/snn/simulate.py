@@ -11,6 +11,7 @@ import onnx
 
 from onnxlab.equivalence import Agreement, compare_outputs
 from onnxlab.errors import SNNError
+from onnxlab.snn.fused_steps import fused_neuron_steps
 from onnxlab.snn.to_nengo import NengoModel, to_nengo
 
 #: NengoDL settings for every `simulate` call: each sample starts from rest (``stateful=False``), and the
@@ -102,8 +103,12 @@ class PlannedSimulator:
 
 @contextmanager
 def inference_simulator(network: Any, *, dt: float, minibatch_size: int, progress_bar: bool = False,
-                        planners: tuple[str, ...] = (PLANNER, UNMERGED_PLANNER)) -> Iterator[PlannedSimulator]:
+                        planners: tuple[str, ...] = (PLANNER, UNMERGED_PLANNER),
+                        fused_steps: bool = True) -> Iterator[PlannedSimulator]:
     """A NengoDL simulator of ``network`` under `SIMULATE_SETTINGS`, closed when the block ends.
+
+    With ``fused_steps`` (the default), neuron types that have one update through an XLA-compiled step
+    (`onnxlab.snn.fused_steps`: LIF); ``False`` builds NengoDL's own step.
 
     Planned by the first of ``planners`` whose plan writes no signal by scatter (`scatter_writes`), else by the
     last: by default `PLANNER`, or `UNMERGED_PLANNER` where the greedy plan scatters (it computes the same numbers
@@ -117,7 +122,8 @@ def inference_simulator(network: Any, *, dt: float, minibatch_size: int, progres
         opened = ExitStack()
         opened.enter_context(dl_settings(network, planner=dl_planner(planner), **SIMULATE_SETTINGS))
         try:
-            sim = nengo_dl.Simulator(network, dt=dt, minibatch_size=minibatch_size, progress_bar=progress_bar)
+            with fused_neuron_steps(fused_steps):
+                sim = nengo_dl.Simulator(network, dt=dt, minibatch_size=minibatch_size, progress_bar=progress_bar)
         except BaseException:
             opened.close()
             raise
@@ -156,8 +162,8 @@ def presented(x: np.ndarray, n_steps: int, minibatch_size: int) -> np.ndarray:
 
 @contextmanager
 def predictor(model: NengoModel, *, n_steps: int | None = None, minibatch_size: int = 100, filtered: bool = False,
-              progress_bar: bool = False,
-              extra_probes: dict[str, Any] | None = None) -> Iterator[Callable[[np.ndarray], dict[str, np.ndarray]]]:
+              progress_bar: bool = False, extra_probes: dict[str, Any] | None = None,
+              fused_steps: bool = True) -> Iterator[Callable[[np.ndarray], dict[str, np.ndarray]]]:
     """A NengoDL simulator of ``model`` built once, as a function of the inputs (see `simulate` for the arguments).
 
     Inside the block, ``predict(x)`` returns what ``simulate(model, x, ...)`` returns, without building the
@@ -170,7 +176,7 @@ def predictor(model: NengoModel, *, n_steps: int | None = None, minibatch_size: 
     tf.get_logger().setLevel("ERROR")
     with temporary_probes(model.network, extra_probes or {}) as extra, \
             inference_simulator(model.network, dt=model.simulation.dt, minibatch_size=minibatch_size,
-                                progress_bar=progress_bar) as planned:
+                                progress_bar=progress_bar, fused_steps=fused_steps) as planned:
         sim = planned.sim
 
         def predict(x: np.ndarray) -> dict[str, np.ndarray]:
@@ -186,7 +192,7 @@ def predictor(model: NengoModel, *, n_steps: int | None = None, minibatch_size: 
 
 def simulate(model: NengoModel, x: np.ndarray, *, n_steps: int | None = None, minibatch_size: int = 100,
              filtered: bool = False, progress_bar: bool = False,
-             extra_probes: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+             extra_probes: dict[str, Any] | None = None, fused_steps: bool = True) -> dict[str, np.ndarray]:
     """Present each sample of ``x`` for ``n_steps`` steps and return every output over time.
 
     Parameters
@@ -202,6 +208,9 @@ def simulate(model: NengoModel, x: np.ndarray, *, n_steps: int | None = None, mi
     extra_probes
         Name -> Nengo object (e.g. ``ensemble.neurons[:20]``) to probe unfiltered as well;
         returned flat, shape (N, n_steps, size).
+    fused_steps
+        Update LIF neurons through an XLA-compiled step (`onnxlab.snn.fused_steps`; same arithmetic, last-bit
+        differences); ``False``: NengoDL's own step.
 
     Every sample starts from the network's initial state (NengoDL ``stateful=False``): no state carries over. The
     network is simulated with `SIMULATE_SETTINGS`; its own NengoDL settings and probes are left as
@@ -214,7 +223,7 @@ def simulate(model: NengoModel, x: np.ndarray, *, n_steps: int | None = None, mi
     """
     single_input(model, x, "simulate")
     with predictor(model, n_steps=n_steps, minibatch_size=min(minibatch_size, len(x)), filtered=filtered,
-                   progress_bar=progress_bar, extra_probes=extra_probes) as predict:
+                   progress_bar=progress_bar, extra_probes=extra_probes, fused_steps=fused_steps) as predict:
         return predict(x)
 
 
