@@ -39,7 +39,7 @@ def test_the_lif_step_is_chosen_when_the_simulator_is_built(fused, builder):
 
 def test_fused_lif_spikes_as_nengodls_step():
     model = _lif_model()
-    (hidden,) = [e for e in model.ensembles.values()]
+    (hidden,) = model.ensembles.values()
     x = RNG.uniform(-1, 1, (20, 6)).astype(np.float32)
     runs = {fused: simulate(model, x, minibatch_size=20, fused_steps=fused, extra_probes={"spikes": hidden.neurons})
             for fused in (True, False)}

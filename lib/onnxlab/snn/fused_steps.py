@@ -12,14 +12,15 @@ a fused multiply-add, so voltages can differ from NengoDL's in the last bit (abo
 a test from random states) and, rarely, a neuron spikes one step earlier or later (1 spike in 6.8 million
 neuron-steps in that test). Rate neurons are not replaced: their NengoDL steps are one or two ops already.
 
-`fused_neuron_steps` swaps the builders in for the simulators built inside its block; `XLA_STEP_BUILDERS` says
-which neuron types have one.
+`fused_neuron_steps` swaps the builders in for the simulators built inside its block (`onnxlab.snn.simulate` does,
+unless told ``fused_steps=False``); `xla_step_builders` says which neuron types have one.
 """
 from __future__ import annotations
 
 from contextlib import contextmanager
 from functools import cache
 from typing import Iterator
+
 
 @cache
 def xla_step_builders() -> dict[type, type]:
