@@ -10,7 +10,8 @@ state arrays once and writes them once.
 Numerics: XLA evaluates ``expm1`` and ``log1p`` with its own approximations and may contract ``a * b + c`` into
 a fused multiply-add, so voltages can differ from NengoDL's in the last bit (about a quarter of them per step in
 a test from random states) and, rarely, a neuron spikes one step earlier or later (1 spike in 6.8 million
-neuron-steps in that test). Rate neurons are not replaced: their NengoDL steps are one or two ops already.
+neuron-steps in that test). Only LIF has one: it is what Tables K4 and P1 simulate for many steps. Rate neurons
+(evaluated in one step) and SpikingRectifiedLinear (a few ops per step) keep NengoDL's steps; neither was measured.
 
 `fused_neuron_steps` swaps the builders in for the simulators built inside its block (`onnxlab.snn.simulate` does,
 unless told ``fused_steps=False``); `xla_step_builders` says which neuron types have one.
